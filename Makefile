@@ -1,0 +1,163 @@
+# imrt - build, test, bench, demo, install.
+#
+#   make            library (static + shared) and the imrt command
+#   make test       every test program, once with 1 thread and once with all
+#   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench      the benchmark suite (QUICK=1 for the short run)
+#   make demo       plan the default phantom and print where the report is
+#   make install    PREFIX=/usr/local DESTDIR= (headers, libraries, imrt, imrt.pc)
+#   make deps       check the Debian packages and install missing ones
+#
+# Switches: NATIVE=1 (-march=native), WERROR=1 (warnings are errors),
+# SAN=address,undefined (sanitizers), BUILD=dir (object folder).
+
+VERSION := 0.1.0
+, := ,
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+
+CC      ?= cc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+PKGS := openblas lapacke nlopt jansson matio cairo
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Pin the OpenMP OpenBLAS at run time (Debian's alternatives may prefer the pthread build).
+OPENBLAS_DIR := $(patsubst -L%,%,$(filter -L%,$(shell pkg-config --libs-only-L openblas 2>/dev/null)))
+RPATH := $(if $(OPENBLAS_DIR),-Wl$(,)-rpath$(,)$(OPENBLAS_DIR))
+NIFTI_CFLAGS := -I/usr/include/nifti
+NIFTI_LIBS   := -lniftiio -lznz -lz
+CMOCKA_LIBS  := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+ARCH := -march=x86-64-v2
+ifeq ($(NATIVE),1)
+ARCH := -march=native
+endif
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wstrict-prototypes \
+        -Wmissing-prototypes -Wdouble-promotion -fno-common
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+OPT := -O3 $(ARCH) -g
+ifneq ($(SAN),)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SAN) -fno-sanitize-recover=all
+BUILD := build-san
+endif
+
+CPPFLAGS += -Iinclude -Iengine -DIMRT_VERSION='"$(VERSION)"' -D_POSIX_C_SOURCE=200809L
+CFLAGS   += -std=c11 -fopenmp -fPIC $(OPT) $(WARN) $(PKG_CFLAGS) $(NIFTI_CFLAGS) -MMD -MP
+LDLIBS   := $(PKG_LIBS) $(NIFTI_LIBS) -lm
+LDFLAGS  += -fopenmp $(RPATH) $(if $(SAN),-fsanitize=$(SAN))
+
+# engine/cli*.c make the imrt command; engine/prog_NAME.c make helper programs;
+# every other engine/*.c goes into the library.
+CLI_SRC  := $(wildcard engine/cli*.c)
+PROG_SRC := $(wildcard engine/prog_*.c)
+LIB_SRC  := $(filter-out $(CLI_SRC) $(PROG_SRC),$(wildcard engine/*.c))
+TEST_SRC := $(wildcard tests/test_*.c)
+BENCH_SRC:= $(wildcard bench/bench_*.c)
+BENCH_LIB:= $(filter-out $(BENCH_SRC),$(wildcard bench/*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+PROGS    := $(PROG_SRC:engine/prog_%.c=$(BUILD)/progs/%)
+STATIC   := $(BUILD)/libimrt.a
+SHARED   := $(BUILD)/libimrt.so
+IMRT     := $(BUILD)/imrt
+DEPS_OK  := $(BUILD)/.deps-ok
+
+# V=1 shows full compile lines
+ifeq ($(V),1)
+Q :=
+else
+Q = @echo '  CC $<';
+QL = @echo '  LD $@';
+endif
+
+.PHONY: all lib test asan bench demo install uninstall clean deps tests progs
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: $(DEPS_OK) $(STATIC) $(SHARED) $(IMRT) $(PROGS)
+
+lib: $(STATIC) $(SHARED)
+progs: $(PROGS)
+
+# The dependency check runs before the first build (and again after `make clean`).
+$(DEPS_OK): .ci/deps
+	@bash .ci/deps
+	@mkdir -p $(@D) && touch $@
+
+deps:
+	@bash .ci/deps
+
+$(BUILD)/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(QL)$(CC) -shared -Wl,-soname,libimrt.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(IMRT): $(CLI_OBJ) $(STATIC)
+	$(QL)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LDLIBS)
+
+$(BUILD)/progs/%: $(BUILD)/engine/prog_%.o $(STATIC)
+	@mkdir -p $(@D)
+	$(QL)$(CC) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(STATIC)
+	$(QL)$(CC) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS) $(CMOCKA_LIBS)
+
+BENCH_LIB_OBJ := $(BENCH_LIB:%.c=$(BUILD)/%.o)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_LIB_OBJ) $(STATIC)
+	$(QL)$(CC) $(LDFLAGS) -o $@ $< $(BENCH_LIB_OBJ) $(STATIC) $(LDLIBS)
+
+tests: all $(TESTS)
+
+# IMRT_TEST_THREADS lists the thread counts each test program runs with.
+test: tests
+	@BUILD=$(BUILD) IMRT=$(IMRT) bash tests/run.sh $(TESTS)
+
+asan:
+	$(MAKE) SAN=address,undefined test
+
+bench: all $(BENCHES)
+	@BUILD=$(BUILD) bash bench/run.sh $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+demo: all
+	@bash phantoms/demo.sh $(IMRT)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/imrt \
+	           $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/imrt/phantoms
+	install -m 755 $(IMRT) $(DESTDIR)$(PREFIX)/bin/imrt
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/libimrt.a
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/libimrt.so.$(VERSION)
+	ln -sf libimrt.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libimrt.so.0
+	ln -sf libimrt.so.0 $(DESTDIR)$(PREFIX)/lib/libimrt.so
+	install -m 644 include/imrt.h $(DESTDIR)$(PREFIX)/include/imrt.h
+	install -m 644 include/imrt/*.h $(DESTDIR)$(PREFIX)/include/imrt/
+	install -m 644 phantoms/*.json $(DESTDIR)$(PREFIX)/share/imrt/phantoms/ 2>/dev/null || true
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' engine/imrt.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/imrt.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/imrt $(DESTDIR)$(PREFIX)/lib/libimrt.* \
+	      $(DESTDIR)$(PREFIX)/include/imrt.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/imrt.pc
+	rm -rf $(DESTDIR)$(PREFIX)/include/imrt $(DESTDIR)$(PREFIX)/share/imrt
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,71 @@
+/*
+ * engine/cli_impl.h - shared pieces of the imrt command (not part of the
+ * library): exit codes, common options, the subcommand table.
+ */
+#ifndef IMRT_CLI_IMPL_H
+#define IMRT_CLI_IMPL_H
+
+#include "imrt.h"
+
+#include <getopt.h>
+
+/* Exit codes of the imrt command (README: "Exit codes"). */
+enum {
+    IMRT_EXIT_OK = 0,       /* success */
+    IMRT_EXIT_INTERNAL = 1, /* internal or numerical failure */
+    IMRT_EXIT_USAGE = 2,    /* bad command line */
+    IMRT_EXIT_INPUT = 3,    /* bad input file: spec, MAT file, dij file */
+    IMRT_EXIT_RESOURCE = 4, /* memory budget or allocation failure */
+    IMRT_EXIT_OUTPUT = 5    /* cannot write outputs (exists, read-only, full) */
+};
+
+/* Options every subcommand takes. */
+typedef struct {
+    int threads;          /* 0 = OpenMP default */
+    int quiet;            /* no progress, no tables on stderr */
+    uint64_t max_memory;  /* 0 = default (70 % of physical memory) */
+    int force;            /* overwrite an existing output folder */
+} imrt_cli_common;
+
+/* Long-option ids shared by subcommands (values above any short option). */
+enum { OPT_THREADS = 1000, OPT_QUIET, OPT_MAX_MEMORY, OPT_FORCE, OPT_HELP, OPT_FIRST_LOCAL };
+
+/* Expands to the getopt_long entries of the common options. */
+#define IMRT_CLI_COMMON_OPTIONS                                   \
+    {"threads", required_argument, NULL, OPT_THREADS},            \
+        {"quiet", no_argument, NULL, OPT_QUIET},                  \
+        {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},  \
+        {"force", no_argument, NULL, OPT_FORCE},                  \
+        {"help", no_argument, NULL, 'h'}
+
+/* Handle a common option; returns 1 if handled, 0 if not common, -1 on a
+ * bad value (message printed). */
+int imrt_cli_common_option(imrt_cli_common *c, int opt, const char *arg, const char *cmd);
+
+/* Build a context from the common options; prints and returns NULL on failure. */
+imrt_context *imrt_cli_context(const imrt_cli_common *c, const char *cmd);
+
+/* Exit code for a library status. */
+int imrt_cli_exit_code(imrt_status st);
+
+/* Print "imrt CMD: <library message or status text>" and return the exit code. */
+int imrt_cli_fail(const char *cmd, imrt_status st);
+
+/* Print a usage error ("imrt CMD: MSG; see 'imrt CMD --help'") and return 2. */
+int imrt_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A subcommand: name, one-line summary, usage text, entry point. */
+typedef struct {
+    const char *name;
+    const char *summary;
+    const char *usage;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+} imrt_cli_command;
+
+/* Parse options shared by the "SPEC-only" subcommands. Returns -1 to
+ * continue, else an exit code (help printed, or usage error). */
+int imrt_cli_parse_simple(int argc, char **argv, const imrt_cli_command *cmd,
+                          imrt_cli_common *c, const char **out_dir, int need_positional,
+                          const char **positional);
+
+#endif /* IMRT_CLI_IMPL_H */

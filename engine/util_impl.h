@@ -1,0 +1,47 @@
+/*
+ * engine/util_impl.h - private helpers shared by the engine sources (never
+ * installed): the single-exit error macros and small numeric utilities.
+ *
+ * Convention: a function that can fail declares `imrt_status status = IMRT_OK;`
+ * and ends with a `cleanup:` label that frees what it owns and returns status.
+ *   IMRT_FAIL(code, fmt, ...)   record a message and jump to cleanup
+ *   IMRT_TRY(expr)              propagate a failing status (message kept)
+ *   IMRT_ALLOC(ptr, n)          allocate n elements of *ptr or fail with NOMEM
+ */
+#ifndef IMRT_UTIL_IMPL_H
+#define IMRT_UTIL_IMPL_H
+
+#include "imrt/alloc.h"
+#include "imrt/status.h"
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define IMRT_FAIL(code, ...)                      \
+    do {                                          \
+        status = imrt_error((code), __VA_ARGS__); \
+        goto cleanup;                             \
+    } while (0)
+
+#define IMRT_TRY(expr)                    \
+    do {                                  \
+        imrt_status imrt_try_s_ = (expr); \
+        if (imrt_try_s_ != IMRT_OK) {     \
+            status = imrt_try_s_;         \
+            goto cleanup;                 \
+        }                                 \
+    } while (0)
+
+#define IMRT_ALLOC(ptr, n)                                                     \
+    do {                                                                       \
+        (ptr) = imrt_calloc((size_t)(n), sizeof *(ptr));                       \
+        if ((ptr) == NULL && (size_t)(n) != 0)                                 \
+            IMRT_FAIL(IMRT_ERR_NOMEM, "%s:%d: cannot allocate %zu bytes for %s", \
+                      __FILE__, __LINE__, (size_t)(n) * sizeof *(ptr), #ptr);  \
+    } while (0)
+
+#define IMRT_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define IMRT_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define IMRT_PI 3.14159265358979323846
+
+#endif /* IMRT_UTIL_IMPL_H */

@@ -1,0 +1,96 @@
+/*
+ * imrt/phantom.h - a voxel phantom: relative electron density on a grid plus
+ * named structures (targets, organs at risk, the body outline).
+ *
+ * Units: density is relative electron density (RED, water = 1.0); lengths mm;
+ * volumes cm^3. Frame and index order: see imrt/grid.h.
+ * Structures are bit-per-byte masks over the phantom grid (1 inside). A voxel
+ * may belong to several structures; `priority` decides overlaps where a
+ * single owner is needed (label maps, optimisation): the smaller number wins
+ * (1 = highest, the matRad convention).
+ *
+ * Ownership: the phantom owns its density array and every structure mask;
+ * imrt_phantom_destroy frees them all. Pointers returned into the phantom
+ * (structure entries, masks) stay valid until the next add_structure call or
+ * destroy. Thread safety: read-only use from many threads is safe.
+ */
+#ifndef IMRT_PHANTOM_H
+#define IMRT_PHANTOM_H
+
+#include "imrt/grid.h"
+#include "imrt/status.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IMRT_NAME_MAX 64        /* longest structure/phantom name incl. NUL */
+#define IMRT_MAX_STRUCTURES 250 /* label maps are 8-bit: 0 = none */
+
+typedef enum {
+    IMRT_KIND_TARGET = 0, /* PTV, CTV, GTV */
+    IMRT_KIND_OAR = 1,    /* organ at risk */
+    IMRT_KIND_BODY = 2    /* external outline */
+} imrt_structure_kind;
+
+typedef struct {
+    char name[IMRT_NAME_MAX];  /* unique within the phantom */
+    imrt_structure_kind kind;  /* target / OAR / body */
+    int priority;              /* overlap priority, smaller wins, >= 1 */
+    uint8_t *mask;             /* nvox bytes, 1 = voxel centre inside; owned */
+    int64_t count;             /* number of voxels with mask == 1 */
+} imrt_structure;
+
+typedef struct {
+    char name[IMRT_NAME_MAX];  /* phantom name (spec name or file stem) */
+    imrt_grid grid;            /* voxel grid of density and masks */
+    float *density;            /* nvox values, RED; owned */
+    int nstructures;           /* structures in use */
+    int capacity;              /* allocated entries of structures[] */
+    imrt_structure *structures;/* nstructures entries; owned */
+} imrt_phantom;
+
+/* Allocate a phantom on grid *g with density filled with `fill` (RED) and
+ * no structures. Returns IMRT_ERR_ARG, IMRT_ERR_RANGE (fill not finite or
+ * negative) or IMRT_ERR_NOMEM. */
+imrt_status imrt_phantom_create(const imrt_grid *g, const char *name, float fill,
+                                imrt_phantom **out);
+
+/* Free the phantom and everything it owns; accepts NULL, clears *p. */
+void imrt_phantom_destroy(imrt_phantom **p);
+
+/* Append an empty structure (all-zero mask) and return its index in *index.
+ * Errors: IMRT_ERR_ARG (empty or too long name, priority < 1),
+ * IMRT_ERR_EXISTS (duplicate name), IMRT_ERR_RANGE (too many structures),
+ * IMRT_ERR_NOMEM. */
+imrt_status imrt_phantom_add_structure(imrt_phantom *p, const char *name,
+                                       imrt_structure_kind kind, int priority, int *index);
+
+/* Index of the structure called `name`, or -1. */
+int imrt_phantom_find(const imrt_phantom *p, const char *name);
+
+/* Recount structure s's voxels after its mask was written. */
+void imrt_structure_recount(const imrt_phantom *p, imrt_structure *s);
+
+/* Volume of a structure in cm^3 (count x voxel volume). */
+double imrt_structure_volume_cc(const imrt_phantom *p, const imrt_structure *s);
+
+/* Centroid (mm) and bounding box of voxel centres (mm) of a structure.
+ * IMRT_ERR_RANGE if the structure is empty. Any output may be NULL. */
+imrt_status imrt_structure_geometry(const imrt_phantom *p, const imrt_structure *s,
+                                    double centroid[3], double lo[3], double hi[3]);
+
+/* Label map: labels[v] = 1 + index of the highest-priority structure that
+ * contains v (ties: the later structure, painted last), 0 where none.
+ * `labels` has nvox entries, caller-allocated. */
+void imrt_phantom_label_map(const imrt_phantom *p, uint8_t *labels);
+
+/* Name of a structure kind ("target", "oar", "body"). */
+const char *imrt_structure_kind_name(imrt_structure_kind kind);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IMRT_PHANTOM_H */
