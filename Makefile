@@ -22,6 +22,17 @@ ifeq ($(origin CC),default)
 CC := gcc
 endif
 
+# First build in a folder: check the Debian packages (installing the missing
+# ones when root) before pkg-config is asked for flags.
+ifeq ($(wildcard $(BUILD)/.deps-ok),)
+ifeq ($(filter clean deps uninstall,$(MAKECMDGOALS)),)
+DEPS_RC := $(shell bash .ci/deps >&2; rc=$$?; [ $$rc -eq 0 ] && mkdir -p $(BUILD) && touch $(BUILD)/.deps-ok; echo $$rc)
+ifneq ($(DEPS_RC),0)
+$(error the Debian packages above are missing: install them and run make again)
+endif
+endif
+endif
+
 PKGS := openblas lapacke nlopt jansson matio cairo
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -71,7 +82,6 @@ PROGS    := $(PROG_SRC:engine/prog_%.c=$(BUILD)/progs/%)
 STATIC   := $(BUILD)/libimrt.a
 SHARED   := $(BUILD)/libimrt.so
 IMRT     := $(BUILD)/imrt
-DEPS_OK  := $(BUILD)/.deps-ok
 
 # V=1 shows full compile lines
 ifeq ($(V),1)
@@ -85,20 +95,15 @@ endif
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: $(DEPS_OK) $(STATIC) $(SHARED) $(IMRT) $(PROGS)
+all: $(STATIC) $(SHARED) $(IMRT) $(PROGS)
 
 lib: $(STATIC) $(SHARED)
 progs: $(PROGS)
 
-# The dependency check runs before the first build (and again after `make clean`).
-$(DEPS_OK): .ci/deps
-	@bash .ci/deps
-	@mkdir -p $(@D) && touch $@
-
 deps:
 	@bash .ci/deps
 
-$(BUILD)/%.o: %.c | $(DEPS_OK)
+$(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
