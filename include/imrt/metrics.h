@@ -291,7 +291,10 @@ void imrt_gamma_defaults(imrt_gamma_options *opt);
  * lying on a lattice of pitch step_mm around r within search_mm, inside the
  * evaluated grid (axes of the evaluated grid with one voxel are not searched).
  * The search visits samples in order of distance and stops once the distance
- * term alone exceeds the best gamma. Reference points whose surroundings lie
+ * term alone exceeds the best gamma; the best sample is then refined by
+ * Gauss-Newton steps on the trilinear interpolant (exact where the evaluated
+ * dose is linear, so steep gradients are not under-resolved by the lattice).
+ * Reference points whose surroundings lie
  * wholly outside the evaluated grid are not evaluated.
  * `map` (optional, nvox(ref_grid) floats) receives gamma, -1 where not
  * evaluated. ctx may be NULL (OpenMP default threads).
