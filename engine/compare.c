@@ -64,20 +64,13 @@ static imrt_compare_row *new_row(imrt_comparison *c, imrt_compare_row_kind kind,
     return r;
 }
 
+/* Unit and shown decimals of a goal metric: "Vx" is %, "Vx_cm3" cm^3, the rest Gy. */
 static const char *metric_unit(const char *metric, int *decimals)
 {
-    char kind = 'D';
-    double x;
-    if (imrt_metric_parse(metric, &kind, &x) != IMRT_OK)
-        kind = 'D';
-    imrt_clear_error();
-    if (kind == 'V') {
+    size_t n = strlen(metric);
+    if (metric[0] == 'V') {
         *decimals = 1;
-        return "%";
-    }
-    if (kind == 'W') {
-        *decimals = 1;
-        return "cm3";
+        return n > 4 && strcmp(metric + n - 4, "_cm3") == 0 ? "cm3" : "%";
     }
     *decimals = 2;
     return "Gy";
