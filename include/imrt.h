@@ -5,9 +5,12 @@
 #define IMRT_H
 
 #include "imrt/alloc.h"
+#include "imrt/compare.h"
+#include "imrt/conformal.h"
 #include "imrt/context.h"
 #include "imrt/dij.h"
 #include "imrt/grid.h"
+#include "imrt/metrics.h"
 #include "imrt/phantom.h"
 #include "imrt/plan.h"
 #include "imrt/status.h"
