@@ -8,8 +8,12 @@
 #include "imrt/context.h"
 #include "imrt/dij.h"
 #include "imrt/grid.h"
+#include "imrt/io.h"
+#include "imrt/nifti.h"
 #include "imrt/phantom.h"
 #include "imrt/plan.h"
+#include "imrt/plot.h"
+#include "imrt/report.h"
 #include "imrt/status.h"
 
 #endif /* IMRT_H */
