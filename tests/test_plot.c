@@ -392,6 +392,33 @@ static void test_slice_pictures(void **state)
         assert_true(p[0] < 20 && p[1] < 20 && p[2] < 20);
         cairo_surface_destroy(img);
     }
+    /* a dose grid of its own: 5 mm voxels covering only the patient's left
+     * half (x >= 2.5 mm), 30 Gy everywhere: the wash must appear on the
+     * image's right half only (sampled in patient coordinates) */
+    {
+        imrt_grid dg;
+        const double dorg[3] = {5.0, -95.0, -55.0};
+        assert_ok(imrt_grid_init(&dg, 23, 39, 23, 5.0, 5.0, 5.0, dorg));
+        float *flat = imrt_malloc((size_t)imrt_grid_nvox(&dg) * sizeof(float));
+        assert_non_null(flat);
+        for (int64_t v = 0; v < imrt_grid_nvox(&dg); v++)
+            flat[v] = 30.0f;
+        imrt_plot_slice_data d2 = {&s.g, s.density, &dg, flat, NULL, NULL, 0};
+        char p2[600];
+        out_path(p2, sizeof p2, "axial_partial_dose_grid.png");
+        assert_ok(imrt_plot_slice(p2, IMRT_PLANE_AXIAL, &d2, &o));
+        int w2, h2;
+        cairo_surface_t *img = load_png(p2, &w2, &h2);
+        /* panel 600 x 500 px for x -120..120 mm: x = +60 mm at column 20 + 450,
+         * x = -60 mm at column 20 + 150; y = +40 mm (posterior body) at row 56 + 350 */
+        int in[3], out[3];
+        pixel(img, 20 + 450, 56 + 350, in);
+        pixel(img, 20 + 150, 56 + 350, out);
+        assert_true(out[0] == out[1] && out[1] == out[2]); /* grey: no wash */
+        assert_true(abs(in[0] - in[1]) > 20 || abs(in[1] - in[2]) > 20); /* coloured */
+        cairo_surface_destroy(img);
+        imrt_free(flat);
+    }
     /* 3D-CRT for comparison, same colour scale */
     d.dose = s.dose_crt;
     o.title = "3D-CRT";
