@@ -500,7 +500,7 @@ imrt_status imrt_plot_dvh(const char *path, const imrt_plot_dvh_curve *curves, i
     text(cr, "Structures", lx, ly + 4, 0.0, 0.0);
     ly += row;
     IMRT_ALLOC(first, ncurves > 0 ? ncurves : 1);
-    int any_solid = 0, any_dashed = 0, shown = 0, hidden = 0;
+    int any_solid = 0, any_dashed = 0, hidden = 0;
     for (int i = 0; i < ncurves; i++) {
         any_solid |= !curves[i].dashed;
         any_dashed |= curves[i].dashed != 0;
@@ -528,7 +528,6 @@ imrt_status imrt_plot_dvh(const char *path, const imrt_plot_dvh_curve *curves, i
         rgb(cr, 0.1, 0.1, 0.1);
         text(cr, curves[i].name ? curves[i].name : "", lx + 34, ly, 0.0, 0.5);
         ly += row;
-        shown++;
     }
     if (hidden > 0) {
         snprintf(buf, sizeof buf, "(+%d more)", hidden);
@@ -552,7 +551,6 @@ imrt_status imrt_plot_dvh(const char *path, const imrt_plot_dvh_curve *curves, i
             text(cr, opts->dashed_label ? opts->dashed_label : "3D-CRT", lx + 34, ly, 0.0, 0.5);
         }
     }
-    (void)shown;
     IMRT_TRY(canvas_write(&cv, path));
 cleanup:
     imrt_free(first);

@@ -156,22 +156,26 @@ typedef struct {
     int box_px;                /* the slice is scaled to fit box_px x box_px */
 } imrt_plot_slice_opts;
 
-/* Defaults: isodose 30/50/80/95/100/107 %, wash from 10 % at opacity 0.5,
- * density window 0.0..1.6 RED, box 640 px, point at the origin, cross on. */
+/* Defaults: isodose 30/50/80/95/100/107 %, wash from 10 % at opacity 0.45,
+ * density window 0.0..1.6 RED, box 600 px, point at the origin, cross on. */
 void imrt_plot_slice_defaults(imrt_plot_slice_opts *o);
 
-/* Size of the picture imrt_plot_slice writes: the slice's extent in mm
- * scaled by s = box_px / max(width_mm, height_mm) to panel_w x panel_h px
- * (rounded); width = panel_w + 268; height = 76 + max(panel_h, column)
- * where the legend column is 24 + 300 + 30 + 22 (niso + 1) + 12 + 22 (nstr + 1)
- * px with a dose, 22 (nstr + 1) + 12 without. */
+/* Size of the picture imrt_plot_slice writes. The slice's extent in mm is
+ * scaled by s = box_px / max(width_mm, height_mm) to a panel of
+ * pw x ph px (rounded). Width = pw + 308. Height = 76 + max(ph, column),
+ * column = max(24 + bar, legends) with bar = min(max(ph - 24, 160), 300)
+ * when there is a dose (0 otherwise) and legends = 12 + [with a dose]
+ * 22 (nisodose + 1) + 12 + [with structures] 22 (nstructures + 1).
+ * Errors: IMRT_ERR_ARG. */
 imrt_status imrt_plot_slice_size(imrt_plane plane, const imrt_plot_slice_data *d,
                                  const imrt_plot_slice_opts *o, int *width, int *height);
 
 /* Draw the slice of `plane` through o->point: density in grey, the dose as
- * a colour wash above the threshold, isodose lines (coloured as on the
- * colour bar, with a legend in % and Gy), structure outlines, orientation
- * letters, a millimetre scale bar and a colour bar in Gy. */
+ * a colour wash above the threshold, dashed isodose lines (in dose order
+ * along the colour scale, spread by rank so that neighbouring levels differ;
+ * legend in % and Gy, marks on the colour bar), solid structure outlines on
+ * top, orientation letters, a millimetre scale bar and a colour bar in Gy.
+ * o may be NULL for the defaults. */
 imrt_status imrt_plot_slice(const char *path, imrt_plane plane, const imrt_plot_slice_data *d,
                             const imrt_plot_slice_opts *o);
 
