@@ -10,9 +10,13 @@
 #include "imrt/context.h"
 #include "imrt/dij.h"
 #include "imrt/grid.h"
+#include "imrt/io.h"
 #include "imrt/metrics.h"
+#include "imrt/nifti.h"
 #include "imrt/phantom.h"
 #include "imrt/plan.h"
+#include "imrt/plot.h"
+#include "imrt/report.h"
 #include "imrt/status.h"
 
 #endif /* IMRT_H */
