@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #define IMRT_ERRBUF_SIZE 1024
 
@@ -38,11 +39,15 @@ const char *imrt_last_error(void) { return last_error; }
 
 void imrt_clear_error(void) { last_error[0] = '\0'; }
 
+/* Formats into a scratch buffer first, so that the previous message may be
+ * an argument (imrt_error(st, "'%s': %s", path, imrt_last_error())). */
 imrt_status imrt_error(imrt_status status, const char *fmt, ...)
 {
+    char msg[IMRT_ERRBUF_SIZE];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, strlen(msg) + 1);
     return status;
 }
