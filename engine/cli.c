@@ -191,8 +191,8 @@ static const imrt_cli_command commands[] = {
     {"plan", "phantom, dij, IMRT optimisation, 3D-CRT baseline, metrics, report",
      "usage: imrt plan SPEC [-o DIR] [--force] [--grid MM] [--threads N] [--quiet] [--max-memory SIZE]\n",
      not_built},
-    {"compare", "IMRT vs 3D-CRT table and overlaid DVH plot of a plan folder",
-     "usage: imrt compare DIR [--quiet]\n", not_built},
+    {"compare", "IMRT vs 3D-CRT table of a plan folder (from its metrics.json)",
+     "usage: imrt compare DIR [--json]\n", imrt_cmd_compare},
     {"phantom", "rasterise a phantom spec: density, structure map, pictures, volumes",
      "usage: imrt phantom SPEC [-o DIR] [--grid MM] [--export-matrad FILE] [--force]\n", not_built},
     {"dij", "dose-influence matrix only, saved in imrt's binary format",
@@ -201,10 +201,13 @@ static const imrt_cli_command commands[] = {
      "usage: imrt optimize SPEC --dij FILE [-o DIR] [--threads N]\n", not_built},
     {"dose", "forward dose for given beamlet weights (default: all 1)",
      "usage: imrt dose SPEC [--weights FILE] -o DIR [--threads N]\n", not_built},
-    {"dvh", "DVH of a dose file", "usage: imrt dvh DOSE.nii.gz STRUCTURES.nii.gz\n", not_built},
+    {"dvh", "DVHs of a dose file per structure of a label map, as CSV and a summary",
+     "usage: imrt dvh DOSE.nii.gz STRUCTURES.nii.gz [--legend FILE] [--bin GY] [-o FILE.csv]\n",
+     imrt_cmd_dvh},
     {"gamma", "gamma index between two dose files",
-     "usage: imrt gamma A.nii.gz B.nii.gz [--dose PCT] [--dta MM] [--threshold PCT] [--local]\n",
-     not_built},
+     "usage: imrt gamma A.nii.gz B.nii.gz [--dose PCT] [--dta MM] [--threshold PCT] [--local]\n"
+     "                  [-o GAMMA.nii.gz]\n",
+     imrt_cmd_gamma},
     {"bench", "the benchmark suite", "usage: imrt bench [--quick] [--json]\n", not_built},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))

@@ -68,4 +68,11 @@ int imrt_cli_parse_simple(int argc, char **argv, const imrt_cli_command *cmd,
                           imrt_cli_common *c, const char **out_dir, int need_positional,
                           const char **positional);
 
+/* Subcommands on the files of a finished plan (argv[0] is the subcommand
+ * name; each prints its own --help): engine/cli_compare.c, engine/cli_dvh.c,
+ * engine/cli_gamma.c. Return the exit code. */
+int imrt_cmd_compare(int argc, char **argv);
+int imrt_cmd_dvh(int argc, char **argv);
+int imrt_cmd_gamma(int argc, char **argv);
+
 #endif /* IMRT_CLI_IMPL_H */
