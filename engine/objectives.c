@@ -496,9 +496,11 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
             if (c == 0)
                 continue;
             const int32_t first = nt;
-            for (int32_t m = mstart[g]; m < mstart[g + 1]; m++)
-                if (make_term(&s->obj[members[m]], &s->term[nt]))
-                    nt++;
+            for (int32_t m = mstart[g]; m < mstart[g + 1]; m++) {
+                imrt_voxel_term t;
+                if (make_term(&s->obj[members[m]], &t))
+                    s->term[nt++] = t;
+            }
             sort_terms(s->term + first, nt - first);
             s->class_start[c + 1] = nt;
         }

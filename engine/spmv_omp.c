@@ -23,6 +23,12 @@
  * the scatter loop free of the dot product's latency. */
 #define FUSED_BLOCK_ROWS 64
 
+/* Below this many non-zeros a kernel runs its chunks on one thread: the
+ * team's start-up and barriers would cost more than the work. The chunks
+ * and their reduction order are the same, so the result is bitwise
+ * identical to a parallel run with the same chunk count. */
+#define SPMV_OMP_MIN_NNZ 16384
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 
@@ -139,7 +145,8 @@ void imrt_spmv_csr_matvec_omp(const imrt_dij *D, const double *restrict x, doubl
     const int32_t *col = D->col;
     const float *val = D->val;
     const int nc = ws->threads;
-#pragma omp parallel for num_threads(nc) schedule(static, 1)
+#pragma omp parallel for num_threads(nc) schedule(static, 1) \
+    if (D->nnz >= SPMV_OMP_MIN_NNZ)
     for (int c = 0; c < nc; c++)
         for (int64_t r = ws->split[c]; r < ws->split[c + 1]; r++)
             d[r] = row_dot(val, col, x, rowptr[r], rowptr[r + 1]);
@@ -153,7 +160,7 @@ void imrt_spmv_csr_rmatvec_omp(const imrt_dij *D, const double *restrict w, doub
     const float *val = D->val;
     const int nc = ws->threads;
     const size_t ncols = (size_t)D->ncols;
-#pragma omp parallel num_threads(nc)
+#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
 #pragma omp for schedule(static, 1)
         for (int c = 0; c < nc; c++) {
@@ -177,7 +184,7 @@ void imrt_spmv_csr_rows_omp(const imrt_dij *D, int64_t n, const int64_t *restric
     const float *val = D->val;
     const int nc = ws->threads;
     const size_t ncols = (size_t)D->ncols;
-#pragma omp parallel num_threads(nc)
+#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
 #pragma omp for schedule(static, 1)
         for (int c = 0; c < nc; c++) {
@@ -207,7 +214,7 @@ void imrt_spmv_csr_fused_omp(const imrt_dij *D, const double *restrict x,
     const int nch = p->nchannels;
     const size_t ncols = (size_t)D->ncols;
     const size_t stride = ws->stride;
-#pragma omp parallel num_threads(nc)
+#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
 #pragma omp for schedule(static, 1)
         for (int c = 0; c < nc; c++) {

@@ -128,7 +128,7 @@ static void test_rows_kernel(void **state)
 {
     (void)state;
     imrt_dij D;
-    make_dij(&D, 800, 60, 31);
+    make_dij(&D, 2000, 60, 31);
     const size_t m = (size_t)D.nrows, n = (size_t)D.ncols;
     /* a list with repeats and any order, against the dense equivalent */
     const int64_t nl = 300;
@@ -213,7 +213,7 @@ static void test_fused_matches_two_pass(void **state)
 {
     (void)state;
     imrt_dij D;
-    make_dij(&D, 1200, 80, 41);
+    make_dij(&D, 2400, 80, 41);
     const size_t m = (size_t)D.nrows, n = (size_t)D.ncols;
     test_program tp;
     make_program(&tp, D.nrows);
