@@ -8,8 +8,11 @@
 #include "imrt/context.h"
 #include "imrt/dij.h"
 #include "imrt/grid.h"
+#include "imrt/objectives.h"
+#include "imrt/optimize.h"
 #include "imrt/phantom.h"
 #include "imrt/plan.h"
+#include "imrt/spmv.h"
 #include "imrt/status.h"
 
 #endif /* IMRT_H */
