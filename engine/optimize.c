@@ -242,7 +242,9 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
         nlopt_set_min_objective(R.opt, objective_cb, &R) < 0 ||
         /* our rules stop the runs; NLopt's own tolerances only as a backstop */
         nlopt_set_ftol_rel(R.opt, 0.0) < 0 || nlopt_set_xtol_rel(R.opt, 0.0) < 0 ||
-        nlopt_set_maxeval(R.opt, NLOPT_MAXEVAL_FACTOR * opt->solver.max_iterations + 100) < 0 ||
+        nlopt_set_maxeval(R.opt, (int)fmin(1e9, NLOPT_MAXEVAL_FACTOR *
+                                                      (double)opt->solver.max_iterations +
+                                                  100.0)) < 0 ||
         (opt->lbfgs_memory > 0 &&
          nlopt_set_vector_storage(R.opt, (unsigned)opt->lbfgs_memory) < 0))
         IMRT_FAIL(IMRT_ERR_INTERNAL, "NLopt refused the L-BFGS settings");
