@@ -849,7 +849,7 @@ static void eval_objective(imrt_objectives *s, objective *o, const double *x, in
         const double E = D * pow(mpow, 1.0 / a);
         o->value = E;
         /* dE/dd_i = mpow^(1/a - 1) u_i^(a-1) / n for d_i above the floor */
-        const double dE = pow(mpow, 1.0 / a - 1.0) * inv_n;
+        const double dE = mpow > 0.0 ? pow(mpow, 1.0 / a - 1.0) * inv_n : 0.0;
         const double sign = a >= 1.0 ? 1.0 : -1.0; /* excess for OARs, shortfall for targets */
         const double c = sign * (E - D);
         if (d->constraint) {

@@ -249,6 +249,9 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
          nlopt_set_vector_storage(R.opt, (unsigned)opt->lbfgs_memory) < 0))
         IMRT_FAIL(IMRT_ERR_INTERNAL, "NLopt refused the L-BFGS settings");
 
+    /* every run starts from the same multipliers: repeated runs agree */
+    imrt_objectives_al_reset(obj);
+
     /* starting point: F for the statistics and the first log line */
     double L0;
     IMRT_TRY(imrt_objectives_eval(obj, x, &L0, R.gtmp));

@@ -113,7 +113,8 @@ imrt_status imrt_spmv_check(const imrt_dij *D)
         return imrt_error(IMRT_ERR_ARG, "dij has a NULL rowptr, col or val array");
     if (D->rowptr[0] != 0 || D->rowptr[D->nrows] != D->nnz)
         return imrt_error(IMRT_ERR_ARG,
-                          "dij rowptr[0] = %lld and rowptr[nrows] = %lld (must be 0 and nnz = %lld)",
+                          "dij rowptr[0] = %lld and rowptr[nrows] = %lld "
+                          "(must be 0 and nnz = %lld)",
                           (long long)D->rowptr[0], (long long)D->rowptr[D->nrows],
                           (long long)D->nnz);
     for (int64_t r = 0; r < D->nrows; r++)

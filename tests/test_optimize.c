@@ -544,7 +544,8 @@ static void test_determinism(void **state)
     imrt_phantom *ph = NULL;
     make_random_plan(&D, &ph);
     const int n = D.ncols;
-    double *x1 = imrt_calloc((size_t)n, sizeof(double)), *x2 = imrt_calloc((size_t)n, sizeof(double));
+    double *x1 = imrt_calloc((size_t)n, sizeof(double));
+    double *x2 = imrt_calloc((size_t)n, sizeof(double));
     /* every kind of term, nonconvex included: bitwise equal for the same
      * thread count */
     imrt_objective_def d[6];

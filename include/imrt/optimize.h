@@ -109,8 +109,9 @@ typedef struct {
 } imrt_optimize_stats;
 
 /* Optimise the weights x (ncols entries; in: the start, finite and >= 0;
- * out: the optimum, >= 0). On return the objective set holds the final
- * evaluation (shares, constraint status via imrt_objectives_constraint).
+ * out: the optimum, >= 0). Constraint multipliers start from their initial
+ * values (imrt_objectives_al_reset). On return the objective set holds the
+ * final evaluation (shares, constraint status via imrt_objectives_constraint).
  * ctx (may be NULL) receives progress reports ("optimize", fraction of the
  * iteration limit). stats may be NULL.
  * Errors: IMRT_ERR_ARG (NULL obj/x/opt), IMRT_ERR_RANGE (a start weight that
