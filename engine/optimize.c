@@ -13,6 +13,7 @@
 #include <time.h>
 
 #define NLOPT_MAXEVAL_FACTOR 20 /* safety net: evaluations per allowed iteration */
+#define AL_ROUND_FTOL 1e-4      /* ftol of the rounds whose multipliers will still change */
 
 typedef struct {
     imrt_objectives *obj;
@@ -30,6 +31,7 @@ typedef struct {
     int iterations;       /* whole run */
     int evaluations;      /* whole run */
     int outer;            /* current round */
+    double ftol;          /* ftol of the current round */
     int stop_set;         /* one of our rules fired */
     imrt_stop_reason stop;
     imrt_status failed;   /* evaluation error, IMRT_OK otherwise */
@@ -156,7 +158,7 @@ static double objective_cb(unsigned n, const double *x, double *grad, void *data
     if (pg_norm(x, g, R->n) <= s->pgtol * fmax(1.0, fabs(L)))
         stop_with(R, IMRT_STOP_PGTOL);
     else if (R->round_iter >= w &&
-             R->hist[(R->round_iter - w) % (w + 1)] - L <= s->ftol_rel * fmax(fabs(L), 1e-300))
+             R->hist[(R->round_iter - w) % (w + 1)] - L <= R->ftol * fmax(fabs(L), 1e-300))
         stop_with(R, IMRT_STOP_FTOL);
     else if (R->round_iter >= s->max_iterations)
         stop_with(R, IMRT_STOP_MAX_ITER);
@@ -262,8 +264,14 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
     const int ncons = imrt_objectives_nconstraints(obj);
     nlopt_result res = NLOPT_SUCCESS;
     int rounds = 0;
+    /* With constraints, rounds whose multipliers will still change stop at a
+     * looser ftol; once every constraint holds, a last round polishes at
+     * the requested ftol with the multipliers as they are. */
+    const double loose = fmax(opt->solver.ftol_rel, AL_ROUND_FTOL);
+    int polish = ncons == 0 || !(loose > opt->solver.ftol_rel);
     for (R.outer = 0; R.outer < opt->max_outer; R.outer++) {
         rounds++;
+        R.ftol = polish ? opt->solver.ftol_rel : loose;
         R.have_best = 0;
         R.round_iter = 0;
         R.stop_set = 0;
@@ -302,9 +310,12 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
             break;
         int held;
         constraint_summary(obj, opt->constraint_tol, &held);
-        if (held == ncons || R.outer + 1 == opt->max_outer)
+        if (polish || R.outer + 1 == opt->max_outer)
             break;
-        imrt_objectives_al_update(obj, opt->constraint_tol);
+        if (held == ncons)
+            polish = 1; /* the next round is the last */
+        else
+            imrt_objectives_al_update(obj, opt->constraint_tol);
     }
 
     if (stats) {

@@ -27,7 +27,9 @@
  * With hard constraints the outer loop repeats L-BFGS runs (warm started)
  * after each multiplier update until every constraint holds within
  * constraint_tol (relative to its bound), max_outer rounds, or time/callback
- * ends it.
+ * ends it. Those rounds use ftol = max(ftol_rel, 1e-4); once every
+ * constraint holds, one last round polishes at ftol_rel without changing
+ * the multipliers.
  *
  * Units: x in the dij's weight units; F, L in Gy^2 (times objective weight
  * units); times in seconds (monotonic clock).
