@@ -13,10 +13,13 @@
 #include "imrt/io.h"
 #include "imrt/metrics.h"
 #include "imrt/nifti.h"
+#include "imrt/objectives.h"
+#include "imrt/optimize.h"
 #include "imrt/phantom.h"
 #include "imrt/plan.h"
 #include "imrt/plot.h"
 #include "imrt/report.h"
+#include "imrt/spmv.h"
 #include "imrt/status.h"
 
 #endif /* IMRT_H */

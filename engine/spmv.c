@@ -1,0 +1,147 @@
+/*
+ * engine/spmv.c - the spmv module's tables and doors: kernel tables
+ * (reference, optimised, context choice), the workspace (row split and
+ * private accumulators), the CSR check and the checked dose product.
+ */
+#include "spmv_impl.h"
+
+#include "util_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+void imrt_spmv_kernels_reference(imrt_spmv_kernels *k)
+{
+    k->matvec = imrt_spmv_csr_matvec_ref;
+    k->rmatvec = imrt_spmv_csr_rmatvec_ref;
+    k->rows = imrt_spmv_csr_rows_ref;
+    k->fused = imrt_spmv_csr_fused_ref;
+    k->name_matvec = "spmv_csr_ref";
+    k->name_rmatvec = "spmv_csr_t_ref";
+    k->name_rows = "spmv_csr_rows_ref";
+    k->name_fused = "spmv_csr_fused_ref";
+}
+
+void imrt_spmv_kernels_optimised(imrt_spmv_kernels *k)
+{
+    imrt_spmv_kernels_reference(k);
+    k->matvec = imrt_spmv_csr_matvec_omp;
+    k->rmatvec = imrt_spmv_csr_rmatvec_omp;
+    k->rows = imrt_spmv_csr_rows_omp;
+    k->fused = imrt_spmv_csr_fused_omp;
+    k->name_matvec = "spmv_csr_omp";
+    k->name_rmatvec = "spmv_csr_t_omp";
+    k->name_rows = "spmv_csr_rows_omp";
+    k->name_fused = "spmv_csr_fused_omp";
+}
+
+void imrt_spmv_kernels_select(imrt_spmv_kernels *k, const imrt_context *ctx)
+{
+    imrt_spmv_kernels_reference(k);
+    if (!ctx || imrt_context_kernels(ctx) != IMRT_KERNELS_REFERENCE)
+        imrt_spmv_kernels_optimised(k);
+}
+
+imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
+                                const uint16_t *row_class, imrt_spmv_ws **out)
+{
+    imrt_status status = IMRT_OK;
+    imrt_spmv_ws *ws = NULL;
+    if (!out)
+        return imrt_error(IMRT_ERR_ARG, "imrt_spmv_ws_create: out is NULL");
+    *out = NULL;
+    if (!D || !D->rowptr)
+        return imrt_error(IMRT_ERR_ARG, "imrt_spmv_ws_create: dij is NULL or has no rows");
+    if (threads < 1 || threads > 4096)
+        return imrt_error(IMRT_ERR_ARG, "imrt_spmv_ws_create: threads = %d is outside 1..4096",
+                          threads);
+    if (nchannels < 1 || nchannels > 65535)
+        return imrt_error(IMRT_ERR_ARG,
+                          "imrt_spmv_ws_create: nchannels = %d is outside 1..65535", nchannels);
+    IMRT_ALLOC(ws, 1);
+    ws->threads = threads;
+    ws->nchannels = nchannels;
+    ws->ncols = D->ncols;
+    ws->stride = ((size_t)(D->ncols > 0 ? D->ncols : 1) + 7) / 8 * 8;
+    ws->block = (size_t)nchannels * ws->stride;
+    IMRT_ALLOC(ws->split, threads + 1);
+    IMRT_ALLOC(ws->acc, (size_t)threads * ws->block);
+
+    /* Split rows into chunks of about equal (active) non-zeros. */
+    int64_t total = 0;
+    for (int64_t r = 0; r < D->nrows; r++)
+        if (!row_class || row_class[r])
+            total += D->rowptr[r + 1] - D->rowptr[r];
+    int c = 1;
+    int64_t seen = 0;
+    ws->split[0] = 0;
+    for (int64_t r = 0; r < D->nrows && c < threads; r++) {
+        if (!row_class || row_class[r])
+            seen += D->rowptr[r + 1] - D->rowptr[r];
+        while (c < threads && seen * (int64_t)threads >= total * (int64_t)c && seen > 0)
+            ws->split[c++] = r + 1;
+    }
+    while (c <= threads)
+        ws->split[c++] = D->nrows;
+    *out = ws;
+    ws = NULL;
+cleanup:
+    imrt_spmv_ws_destroy(&ws);
+    return status;
+}
+
+void imrt_spmv_ws_destroy(imrt_spmv_ws **ws)
+{
+    if (!ws || !*ws)
+        return;
+    imrt_free((*ws)->split);
+    imrt_free((*ws)->acc);
+    imrt_free(*ws);
+    *ws = NULL;
+}
+
+int imrt_spmv_ws_threads(const imrt_spmv_ws *ws) { return ws ? ws->threads : 0; }
+
+imrt_status imrt_spmv_check(const imrt_dij *D)
+{
+    if (!D)
+        return imrt_error(IMRT_ERR_ARG, "dij is NULL");
+    if (D->nrows < 1 || D->ncols < 1)
+        return imrt_error(IMRT_ERR_ARG, "dij has nrows = %lld, ncols = %d (both must be >= 1)",
+                          (long long)D->nrows, (int)D->ncols);
+    if (!D->rowptr || (D->nnz > 0 && (!D->col || !D->val)))
+        return imrt_error(IMRT_ERR_ARG, "dij has a NULL rowptr, col or val array");
+    if (D->rowptr[0] != 0 || D->rowptr[D->nrows] != D->nnz)
+        return imrt_error(IMRT_ERR_ARG,
+                          "dij rowptr[0] = %lld and rowptr[nrows] = %lld "
+                          "(must be 0 and nnz = %lld)",
+                          (long long)D->rowptr[0], (long long)D->rowptr[D->nrows],
+                          (long long)D->nnz);
+    for (int64_t r = 0; r < D->nrows; r++)
+        if (D->rowptr[r + 1] < D->rowptr[r])
+            return imrt_error(IMRT_ERR_ARG, "dij rowptr decreases at row %lld", (long long)r);
+    for (int64_t k = 0; k < D->nnz; k++) {
+        if (D->col[k] < 0 || D->col[k] >= D->ncols)
+            return imrt_error(IMRT_ERR_ARG, "dij col[%lld] = %d is outside 0..%d", (long long)k,
+                              (int)D->col[k], (int)D->ncols - 1);
+        if (!(D->val[k] >= 0.0f) || !isfinite(D->val[k]))
+            return imrt_error(IMRT_ERR_ARG, "dij val[%lld] = %g is not a finite dose >= 0",
+                              (long long)k, (double)D->val[k]);
+    }
+    return IMRT_OK;
+}
+
+imrt_status imrt_spmv_dose(const imrt_context *ctx, const imrt_dij *D, const double *x, double *d)
+{
+    imrt_status status = IMRT_OK;
+    imrt_spmv_ws *ws = NULL;
+    if (!D || !x || !d)
+        return imrt_error(IMRT_ERR_ARG, "imrt_spmv_dose: NULL dij, weights or dose array");
+    imrt_spmv_kernels k;
+    imrt_spmv_kernels_select(&k, ctx);
+    IMRT_TRY(imrt_spmv_ws_create(D, imrt_context_threads(ctx), 1, NULL, &ws));
+    k.matvec(D, x, d, ws);
+cleanup:
+    imrt_spmv_ws_destroy(&ws);
+    return status;
+}

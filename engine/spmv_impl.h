@@ -1,0 +1,54 @@
+/*
+ * engine/spmv_impl.h - private parts of the spmv module (never installed):
+ * the workspace layout, the per-voxel term evaluation shared by every fused
+ * kernel, and the kernel variants that the kernel tables point to.
+ */
+#ifndef IMRT_SPMV_IMPL_H
+#define IMRT_SPMV_IMPL_H
+
+#include "imrt/spmv.h"
+
+#include <math.h>
+#include <stddef.h>
+
+struct imrt_spmv_ws {
+    int threads;     /* chunks of rows, one private accumulator block each */
+    int nchannels;   /* accumulators per block */
+    int32_t ncols;   /* columns of the dij it was made for */
+    size_t stride;   /* doubles per channel in a block: ncols rounded up to 8 (one cache line) */
+    size_t block;    /* doubles per block: nchannels * stride */
+    int64_t *split;  /* threads + 1 row offsets: chunk c is rows split[c] .. split[c+1]-1 */
+    double *acc;     /* threads * block doubles, 64-byte aligned blocks */
+};
+
+/* Derivative contributed by one term at dose d (see imrt_voxel_term). */
+static inline double imrt_term_eval(const imrt_voxel_term *t, double d)
+{
+    if (t->type == IMRT_TERM_WINDOW)
+        return (d > t->lo && d <= t->hi) ? t->coef * (d - t->t) : 0.0;
+    return d > t->lo ? t->coef * pow(d / t->t, t->e) : 0.0;
+}
+
+/* Reference kernels (engine/spmv_ref.c). */
+void imrt_spmv_csr_matvec_ref(const imrt_dij *D, const double *restrict x, double *restrict d,
+                              imrt_spmv_ws *ws);
+void imrt_spmv_csr_rmatvec_ref(const imrt_dij *D, const double *restrict w, double *restrict g,
+                               imrt_spmv_ws *ws);
+void imrt_spmv_csr_rows_ref(const imrt_dij *D, int64_t n, const int64_t *restrict rows,
+                            const double *restrict w, double *restrict g, imrt_spmv_ws *ws);
+void imrt_spmv_csr_fused_ref(const imrt_dij *D, const double *restrict x,
+                             const imrt_voxel_program *p, double *restrict d, double *restrict g,
+                             imrt_spmv_ws *ws);
+
+/* OpenMP kernels (engine/spmv_omp.c). */
+void imrt_spmv_csr_matvec_omp(const imrt_dij *D, const double *restrict x, double *restrict d,
+                              imrt_spmv_ws *ws);
+void imrt_spmv_csr_rmatvec_omp(const imrt_dij *D, const double *restrict w, double *restrict g,
+                               imrt_spmv_ws *ws);
+void imrt_spmv_csr_rows_omp(const imrt_dij *D, int64_t n, const int64_t *restrict rows,
+                            const double *restrict w, double *restrict g, imrt_spmv_ws *ws);
+void imrt_spmv_csr_fused_omp(const imrt_dij *D, const double *restrict x,
+                             const imrt_voxel_program *p, double *restrict d, double *restrict g,
+                             imrt_spmv_ws *ws);
+
+#endif /* IMRT_SPMV_IMPL_H */

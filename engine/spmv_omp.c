@@ -1,0 +1,252 @@
+/*
+ * engine/spmv_omp.c - OpenMP kernels of the dij products (spmv_csr_*_omp).
+ *
+ * Rows are split into the workspace's chunks (about equal non-zeros, fixed
+ * at workspace creation). D·x is row-parallel. D^T products accumulate each
+ * chunk into its own cache-line-aligned private vector (no false sharing,
+ * no atomics) and then sum the chunk vectors in chunk order, the columns
+ * shared out among the threads: bitwise reproducible for a fixed chunk
+ * count. The fused pass streams every active row once: its dot product
+ * with x, the per-voxel derivative, and the scatter of the same row
+ * (still in L1) into the chunk's accumulator.
+ */
+#include "spmv_impl.h"
+
+#include "util_impl.h"
+
+#include <omp.h>
+#include <string.h>
+
+/* Rows handled per block by the fused pass: their dot products first
+ * (streaming from memory), then their derivatives and scatters while the
+ * rows are still in L1/L2. Keeps the memory stream busy in long bursts and
+ * the scatter loop free of the dot product's latency. */
+#define FUSED_BLOCK_ROWS 64
+
+/* Below this many non-zeros a kernel runs its chunks on one thread: the
+ * team's start-up and barriers would cost more than the work. The chunks
+ * and their reduction order are the same, so the result is bitwise
+ * identical to a parallel run with the same chunk count. */
+#define SPMV_OMP_MIN_NNZ 16384
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Two column indices from one 8-byte load (x86 is little-endian: the low
+ * half is col[k]). Halves the loads spent on indices, which together with
+ * the x gather and the accumulator load/store bound these loops. */
+static inline uint64_t col_pair(const int32_t *restrict col, int64_t k)
+{
+    uint64_t p;
+    memcpy(&p, col + k, sizeof p);
+    return p;
+}
+#define PAIR_LO(p) ((uint32_t)(p))
+#define PAIR_HI(p) ((uint32_t)((p) >> 32))
+
+/* Dot product of row [k0, k1) with x: eight entries per step in four
+ * two-lane partial sums (breaks the add latency chain); the summation order
+ * depends only on the row, never on the thread count. */
+static inline double row_dot(const float *restrict val, const int32_t *restrict col,
+                             const double *restrict x, int64_t k0, int64_t k1)
+{
+    __m128d s0 = _mm_setzero_pd(), s1 = _mm_setzero_pd();
+    __m128d s2 = _mm_setzero_pd(), s3 = _mm_setzero_pd();
+    int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
+        const uint64_t p0 = col_pair(col, k), p1 = col_pair(col, k + 2);
+        const uint64_t p2 = col_pair(col, k + 4), p3 = col_pair(col, k + 6);
+        const __m128 va = _mm_loadu_ps(val + k), vb = _mm_loadu_ps(val + k + 4);
+        const __m128d x0 = _mm_loadh_pd(_mm_load_sd(x + PAIR_LO(p0)), x + PAIR_HI(p0));
+        const __m128d x1 = _mm_loadh_pd(_mm_load_sd(x + PAIR_LO(p1)), x + PAIR_HI(p1));
+        const __m128d x2 = _mm_loadh_pd(_mm_load_sd(x + PAIR_LO(p2)), x + PAIR_HI(p2));
+        const __m128d x3 = _mm_loadh_pd(_mm_load_sd(x + PAIR_LO(p3)), x + PAIR_HI(p3));
+        s0 = _mm_add_pd(s0, _mm_mul_pd(_mm_cvtps_pd(va), x0));
+        s1 = _mm_add_pd(s1, _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(va, va)), x1));
+        s2 = _mm_add_pd(s2, _mm_mul_pd(_mm_cvtps_pd(vb), x2));
+        s3 = _mm_add_pd(s3, _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(vb, vb)), x3));
+    }
+    const __m128d s = _mm_add_pd(_mm_add_pd(s0, s1), _mm_add_pd(s2, s3));
+    double r = _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+    for (; k < k1; k++)
+        r += (double)val[k] * x[col[k]];
+    return r;
+}
+
+/* acc[col[k]] += a * val[k] over row [k0, k1); columns within a row are
+ * distinct, so the updates are independent of each other. */
+static inline void row_axpy(const float *restrict val, const int32_t *restrict col,
+                            double *restrict acc, double a, int64_t k0, int64_t k1)
+{
+    const __m128d av = _mm_set1_pd(a);
+    int64_t k = k0;
+    for (; k + 4 <= k1; k += 4) {
+        const uint64_t p0 = col_pair(col, k), p1 = col_pair(col, k + 2);
+        const __m128 v = _mm_loadu_ps(val + k);
+        const __m128d q0 = _mm_mul_pd(av, _mm_cvtps_pd(v));
+        const __m128d q1 = _mm_mul_pd(av, _mm_cvtps_pd(_mm_movehl_ps(v, v)));
+        double *a0 = acc + PAIR_LO(p0), *a1 = acc + PAIR_HI(p0);
+        double *a2 = acc + PAIR_LO(p1), *a3 = acc + PAIR_HI(p1);
+        _mm_store_sd(a0, _mm_add_sd(_mm_load_sd(a0), q0));
+        _mm_store_sd(a1, _mm_add_sd(_mm_load_sd(a1), _mm_unpackhi_pd(q0, q0)));
+        _mm_store_sd(a2, _mm_add_sd(_mm_load_sd(a2), q1));
+        _mm_store_sd(a3, _mm_add_sd(_mm_load_sd(a3), _mm_unpackhi_pd(q1, q1)));
+    }
+    for (; k < k1; k++)
+        acc[col[k]] += a * (double)val[k];
+}
+
+#else /* portable C */
+
+static inline double row_dot(const float *restrict val, const int32_t *restrict col,
+                             const double *restrict x, int64_t k0, int64_t k1)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t k = k0;
+    for (; k + 4 <= k1; k += 4) {
+        s0 += (double)val[k] * x[col[k]];
+        s1 += (double)val[k + 1] * x[col[k + 1]];
+        s2 += (double)val[k + 2] * x[col[k + 2]];
+        s3 += (double)val[k + 3] * x[col[k + 3]];
+    }
+    for (; k < k1; k++)
+        s0 += (double)val[k] * x[col[k]];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static inline void row_axpy(const float *restrict val, const int32_t *restrict col,
+                            double *restrict acc, double a, int64_t k0, int64_t k1)
+{
+    for (int64_t k = k0; k < k1; k++)
+        acc[col[k]] += a * (double)val[k];
+}
+
+#endif
+
+/* out[j] (+)= sum over chunks c of acc_c[j] for j < n, columns shared out
+ * among the team; called inside a parallel region after a barrier. */
+static void reduce_chunks(const imrt_spmv_ws *ws, size_t offset, double *restrict out, size_t n,
+                          int accumulate)
+{
+    const int nc = ws->threads;
+#pragma omp for schedule(static)
+    for (size_t j = 0; j < n; j++) {
+        double s = accumulate ? out[j] : 0.0;
+        for (int c = 0; c < nc; c++)
+            s += ws->acc[(size_t)c * ws->block + offset + j];
+        out[j] = s;
+    }
+}
+
+void imrt_spmv_csr_matvec_omp(const imrt_dij *D, const double *restrict x, double *restrict d,
+                              imrt_spmv_ws *ws)
+{
+    const int64_t *rowptr = D->rowptr;
+    const int32_t *col = D->col;
+    const float *val = D->val;
+    const int nc = ws->threads;
+#pragma omp parallel for num_threads(nc) schedule(static, 1) \
+    if (D->nnz >= SPMV_OMP_MIN_NNZ)
+    for (int c = 0; c < nc; c++)
+        for (int64_t r = ws->split[c]; r < ws->split[c + 1]; r++)
+            d[r] = row_dot(val, col, x, rowptr[r], rowptr[r + 1]);
+}
+
+void imrt_spmv_csr_rmatvec_omp(const imrt_dij *D, const double *restrict w, double *restrict g,
+                               imrt_spmv_ws *ws)
+{
+    const int64_t *rowptr = D->rowptr;
+    const int32_t *col = D->col;
+    const float *val = D->val;
+    const int nc = ws->threads;
+    const size_t ncols = (size_t)D->ncols;
+#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
+    {
+#pragma omp for schedule(static, 1)
+        for (int c = 0; c < nc; c++) {
+            double *acc = ws->acc + (size_t)c * ws->block;
+            memset(acc, 0, ncols * sizeof *acc);
+            for (int64_t r = ws->split[c]; r < ws->split[c + 1]; r++)
+                if (w[r] != 0.0)
+                    row_axpy(val, col, acc, w[r], rowptr[r], rowptr[r + 1]);
+        }
+        reduce_chunks(ws, 0, g, ncols, 0);
+    }
+}
+
+void imrt_spmv_csr_rows_omp(const imrt_dij *D, int64_t n, const int64_t *restrict rows,
+                            const double *restrict w, double *restrict g, imrt_spmv_ws *ws)
+{
+    if (n <= 0)
+        return;
+    const int64_t *rowptr = D->rowptr;
+    const int32_t *col = D->col;
+    const float *val = D->val;
+    const int nc = ws->threads;
+    const size_t ncols = (size_t)D->ncols;
+#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
+    {
+#pragma omp for schedule(static, 1)
+        for (int c = 0; c < nc; c++) {
+            double *acc = ws->acc + (size_t)c * ws->block;
+            memset(acc, 0, ncols * sizeof *acc);
+            const int64_t i0 = n * c / nc, i1 = n * (c + 1) / nc;
+            for (int64_t i = i0; i < i1; i++) {
+                const int64_t r = rows[i];
+                row_axpy(val, col, acc, w[i], rowptr[r], rowptr[r + 1]);
+            }
+        }
+        reduce_chunks(ws, 0, g, ncols, 1);
+    }
+}
+
+void imrt_spmv_csr_fused_omp(const imrt_dij *D, const double *restrict x,
+                             const imrt_voxel_program *p, double *restrict d, double *restrict g,
+                             imrt_spmv_ws *ws)
+{
+    const int64_t *rowptr = D->rowptr;
+    const int32_t *col = D->col;
+    const float *val = D->val;
+    const uint16_t *rc = p->row_class;
+    const int32_t *cs = p->class_start;
+    const imrt_voxel_term *term = p->term;
+    const int nc = ws->threads;
+    const int nch = p->nchannels;
+    const size_t ncols = (size_t)D->ncols;
+    const size_t stride = ws->stride;
+#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
+    {
+#pragma omp for schedule(static, 1)
+        for (int c = 0; c < nc; c++) {
+            double *acc = ws->acc + (size_t)c * ws->block;
+            memset(acc, 0, (size_t)nch * stride * sizeof *acc);
+            for (int64_t rb = ws->split[c]; rb < ws->split[c + 1]; rb += FUSED_BLOCK_ROWS) {
+                const int64_t re = IMRT_MIN(rb + FUSED_BLOCK_ROWS, ws->split[c + 1]);
+                for (int64_t r = rb; r < re; r++)
+                    if (rc[r])
+                        d[r] = row_dot(val, col, x, rowptr[r], rowptr[r + 1]);
+                for (int64_t r = rb; r < re; r++) {
+                    const int cls = rc[r];
+                    if (cls == 0)
+                        continue;
+                    const double s = d[r];
+                    int32_t t = cs[cls];
+                    const int32_t te = cs[cls + 1];
+                    while (t < te) {
+                        const int32_t ch = term[t].channel;
+                        double deriv = 0.0;
+                        do {
+                            deriv += imrt_term_eval(&term[t], s);
+                            t++;
+                        } while (t < te && term[t].channel == ch);
+                        if (deriv != 0.0)
+                            row_axpy(val, col, acc + (size_t)ch * stride, deriv, rowptr[r],
+                                     rowptr[r + 1]);
+                    }
+                }
+            }
+        }
+        for (int ch = 0; ch < nch; ch++)
+            reduce_chunks(ws, (size_t)ch * stride, g + (size_t)ch * ncols, ncols, 0);
+    }
+}

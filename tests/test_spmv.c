@@ -1,0 +1,443 @@
+/*
+ * tests/test_spmv.c - the dij kernels: every optimised variant against the
+ * reference, the adjoint identity <D x, w> = <x, D^T w>, the fused pass
+ * against the two-pass form built from the reference kernels, bitwise
+ * determinism for a fixed thread count, agreement across thread counts,
+ * the CSR check and the workspace's allocation failures.
+ */
+#include "imrt/context.h"
+#include "imrt/spmv.h"
+#include "imrt/status.h"
+
+#include "spmv_impl.h" /* the workspace layout, to check the row split */
+#include "test_dij_util.h"
+#include "test_util.h"
+
+#include <math.h>
+
+#define IMRT_TEST_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* A random dij with empty rows and rows of very different lengths. */
+static void make_dij(imrt_dij *D, int64_t nrows, int32_t ncols, uint64_t seed)
+{
+    assert_int_equal(tdu_random(D, nrows, ncols, 0.15, 0.01, 1.0, 1, seed), 0);
+    assert_ok(imrt_spmv_check(D));
+}
+
+static double *random_vec(size_t n, double lo, double hi, uint64_t seed)
+{
+    double *v = imrt_calloc(n, sizeof *v);
+    assert_non_null(v);
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++)
+        v[i] = lo + (hi - lo) * tdu_uniform(&s);
+    return v;
+}
+
+static double dot(const double *a, const double *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* Largest |a - b| relative to the largest |b| (0 when both vanish). */
+static double rel_diff(const double *a, const double *b, size_t n)
+{
+    double dmax = 0.0, bmax = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        dmax = fmax(dmax, fabs(a[i] - b[i]));
+        bmax = fmax(bmax, fabs(b[i]));
+    }
+    return bmax > 0.0 ? dmax / bmax : dmax;
+}
+
+/* Double accumulation of float products in another order: the difference
+ * is a few units of double rounding times the row length. */
+#define KERNEL_TOL 1e-12
+
+static const int thread_counts[] = {1, 2, 3, 7};
+#define NTC ((int)(sizeof thread_counts / sizeof thread_counts[0]))
+
+static void test_variants_match_reference(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    make_dij(&D, 1500, 97, 11);
+    const size_t m = (size_t)D.nrows, n = (size_t)D.ncols;
+    double *x = random_vec(n, 0.0, 2.0, 1), *w = random_vec(m, -1.0, 1.0, 2);
+    double *d_ref = imrt_calloc(m, sizeof(double)), *d = imrt_calloc(m, sizeof(double));
+    double *g_ref = imrt_calloc(n, sizeof(double)), *g = imrt_calloc(n, sizeof(double));
+    imrt_spmv_kernels ref, opt;
+    imrt_spmv_kernels_reference(&ref);
+    imrt_spmv_kernels_optimised(&opt);
+    assert_string_equal(opt.name_fused, "spmv_csr_fused_omp");
+    ref.matvec(&D, x, d_ref, NULL);
+    ref.rmatvec(&D, w, g_ref, NULL);
+    /* a hand check of the reference on row 0 */
+    double s0 = 0.0;
+    for (int64_t k = D.rowptr[0]; k < D.rowptr[1]; k++)
+        s0 += (double)D.val[k] * x[D.col[k]];
+    assert_close(d_ref[0], s0, 1e-15, 0);
+
+    for (int i = 0; i < NTC; i++) {
+        imrt_spmv_ws *ws = NULL;
+        assert_ok(imrt_spmv_ws_create(&D, thread_counts[i], 1, NULL, &ws));
+        assert_int_equal(imrt_spmv_ws_threads(ws), thread_counts[i]);
+        opt.matvec(&D, x, d, ws);
+        assert_true(rel_diff(d, d_ref, m) < KERNEL_TOL);
+        opt.rmatvec(&D, w, g, ws);
+        assert_true(rel_diff(g, g_ref, n) < KERNEL_TOL);
+        imrt_spmv_ws_destroy(&ws);
+        assert_null(ws);
+    }
+    imrt_free(x), imrt_free(w), imrt_free(d_ref), imrt_free(d), imrt_free(g_ref), imrt_free(g);
+    tdu_free(&D);
+}
+
+static void test_adjoint_identity(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    make_dij(&D, 2000, 150, 21);
+    const size_t m = (size_t)D.nrows, n = (size_t)D.ncols;
+    double *x = random_vec(n, -1.0, 1.0, 3), *w = random_vec(m, -1.0, 1.0, 4);
+    double *d = imrt_calloc(m, sizeof(double)), *g = imrt_calloc(n, sizeof(double));
+    imrt_spmv_kernels k[2];
+    imrt_spmv_kernels_reference(&k[0]);
+    imrt_spmv_kernels_optimised(&k[1]);
+    for (int v = 0; v < 2; v++) {
+        imrt_spmv_ws *ws = NULL;
+        assert_ok(imrt_spmv_ws_create(&D, 2, 1, NULL, &ws));
+        k[v].matvec(&D, x, d, ws);
+        k[v].rmatvec(&D, w, g, ws);
+        double lhs = dot(d, w, m), rhs = dot(x, g, n);
+        /* scale of the terms summed: sum |d_i w_i| */
+        double scale = 0.0;
+        for (size_t i = 0; i < m; i++)
+            scale += fabs(d[i] * w[i]);
+        assert_close(lhs, rhs, 0, 1e-13 * scale);
+        imrt_spmv_ws_destroy(&ws);
+    }
+    imrt_free(x), imrt_free(w), imrt_free(d), imrt_free(g);
+    tdu_free(&D);
+}
+
+static void test_rows_kernel(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    make_dij(&D, 2000, 60, 31);
+    const size_t m = (size_t)D.nrows, n = (size_t)D.ncols;
+    /* a list with repeats and any order, against the dense equivalent */
+    const int64_t nl = 300;
+    int64_t *rows = imrt_calloc((size_t)nl, sizeof *rows);
+    double *wl = random_vec((size_t)nl, -2.0, 2.0, 5);
+    double *wfull = imrt_calloc(m, sizeof(double));
+    uint64_t s = 77;
+    for (int64_t i = 0; i < nl; i++) {
+        rows[i] = (int64_t)(tdu_uniform(&s) * (double)m);
+        wfull[rows[i]] += wl[i];
+    }
+    double *g_full = imrt_calloc(n, sizeof(double)), *g = imrt_calloc(n, sizeof(double));
+    imrt_spmv_kernels ref, opt;
+    imrt_spmv_kernels_reference(&ref);
+    imrt_spmv_kernels_optimised(&opt);
+    ref.rmatvec(&D, wfull, g_full, NULL);
+    for (size_t j = 0; j < n; j++)
+        g[j] = 0.5; /* rows() accumulates into g */
+    ref.rows(&D, nl, rows, wl, g, NULL);
+    for (size_t j = 0; j < n; j++)
+        assert_close(g[j] - 0.5, g_full[j], 1e-12, 1e-12);
+    for (int i = 0; i < NTC; i++) {
+        imrt_spmv_ws *ws = NULL;
+        assert_ok(imrt_spmv_ws_create(&D, thread_counts[i], 1, NULL, &ws));
+        for (size_t j = 0; j < n; j++)
+            g[j] = 0.5;
+        opt.rows(&D, nl, rows, wl, g, ws);
+        for (size_t j = 0; j < n; j++)
+            assert_close(g[j] - 0.5, g_full[j], 1e-12, 1e-12);
+        opt.rows(&D, 0, rows, wl, g, ws); /* empty list: no change */
+        imrt_spmv_ws_destroy(&ws);
+    }
+    imrt_free(rows), imrt_free(wl), imrt_free(wfull), imrt_free(g_full), imrt_free(g);
+    tdu_free(&D);
+}
+
+/* A program with three classes and three channels exercising both term
+ * types: class 1 = deviation from 1.5 Gy (channel 0); class 2 = overdose
+ * above 2 Gy plus underdose below 1 Gy (channel 0) and a power term on
+ * channel 2; class 3 = dose only. Rows r % 5 == 4 are skipped. */
+typedef struct {
+    uint16_t *rc;
+    int32_t cs[5];
+    imrt_voxel_term term[4];
+    imrt_voxel_program p;
+} test_program;
+
+static void make_program(test_program *tp, int64_t nrows)
+{
+    tp->rc = imrt_calloc((size_t)nrows, sizeof *tp->rc);
+    assert_non_null(tp->rc);
+    for (int64_t r = 0; r < nrows; r++)
+        tp->rc[r] = (uint16_t)(r % 5 == 4 ? 0 : 1 + r % 3);
+    const imrt_voxel_term t[4] = {
+        {IMRT_TERM_WINDOW, 0, 0.7, 1.5, -INFINITY, INFINITY, 0.0},
+        {IMRT_TERM_WINDOW, 0, 1.3, 2.0, 2.0, INFINITY, 0.0},
+        {IMRT_TERM_WINDOW, 0, 0.9, 1.0, -INFINITY, 1.0, 0.0},
+        {IMRT_TERM_POWER, 2, 0.25, 1.8, 0.0, 0.0, 3.5},
+    };
+    memcpy(tp->term, t, sizeof t);
+    tp->cs[0] = 0, tp->cs[1] = 0, tp->cs[2] = 1, tp->cs[3] = 4, tp->cs[4] = 4;
+    tp->p.row_class = tp->rc;
+    tp->p.class_start = tp->cs;
+    tp->p.term = tp->term;
+    tp->p.nclasses = 4;
+    tp->p.nchannels = 3;
+}
+
+/* The derivative of channel ch at dose d for class c, from the formulas. */
+static double expected_deriv(int c, int ch, double d)
+{
+    if (c == 1 && ch == 0)
+        return 0.7 * (d - 1.5);
+    if (c == 2 && ch == 0)
+        return (d > 2.0 ? 1.3 * (d - 2.0) : 0.0) + (d <= 1.0 ? 0.9 * (d - 1.0) : 0.0);
+    if (c == 2 && ch == 2)
+        return d > 0.0 ? 0.25 * pow(d / 1.8, 3.5) : 0.0;
+    return 0.0;
+}
+
+static void test_fused_matches_two_pass(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    make_dij(&D, 2400, 80, 41);
+    const size_t m = (size_t)D.nrows, n = (size_t)D.ncols;
+    test_program tp;
+    make_program(&tp, D.nrows);
+    /* weights so that doses straddle the 1 and 2 Gy thresholds */
+    double *x = random_vec(n, 0.0, 0.45, 6);
+    double *d2 = imrt_calloc(m, sizeof(double)), *w = imrt_calloc(m, sizeof(double));
+    double *g2 = imrt_calloc(3 * n, sizeof(double));
+    imrt_spmv_kernels ref, opt;
+    imrt_spmv_kernels_reference(&ref);
+    imrt_spmv_kernels_optimised(&opt);
+    /* two-pass form from the reference kernels and the formulas */
+    ref.matvec(&D, x, d2, NULL);
+    int below = 0, above = 0;
+    for (int ch = 0; ch < 3; ch++) {
+        for (size_t r = 0; r < m; r++) {
+            w[r] = expected_deriv(tp.rc[r], ch, d2[r]);
+            below += ch == 0 && tp.rc[r] == 2 && d2[r] < 1.0;
+            above += ch == 0 && tp.rc[r] == 2 && d2[r] > 2.0;
+        }
+        ref.rmatvec(&D, w, g2 + (size_t)ch * n, NULL);
+    }
+    assert_true(below > 10 && above > 10); /* both windows are exercised */
+
+    imrt_spmv_fused_fn fused[2] = {ref.fused, opt.fused};
+    for (int v = 0; v < 2; v++) {
+        for (int i = 0; i < NTC; i++) {
+            imrt_spmv_ws *ws = NULL;
+            assert_ok(imrt_spmv_ws_create(&D, thread_counts[i], 3, tp.rc, &ws));
+            double *d = imrt_calloc(m, sizeof(double)), *g = imrt_calloc(3 * n, sizeof(double));
+            for (size_t r = 0; r < m; r++)
+                d[r] = -99.0;
+            fused[v](&D, x, &tp.p, d, g, ws);
+            for (size_t r = 0; r < m; r++) {
+                if (tp.rc[r] == 0)
+                    assert_true(d[r] == -99.0); /* skipped rows are not written */
+                else
+                    assert_close(d[r], d2[r], 1e-13, 1e-300);
+            }
+            for (int ch = 0; ch < 3; ch++)
+                assert_true(rel_diff(g + (size_t)ch * n, g2 + (size_t)ch * n, n) < KERNEL_TOL);
+            for (size_t j = 0; j < n; j++)
+                assert_true(g[n + j] == 0.0); /* channel 1 has no terms */
+            imrt_free(d), imrt_free(g);
+            imrt_spmv_ws_destroy(&ws);
+        }
+    }
+    imrt_free(tp.rc), imrt_free(x), imrt_free(d2), imrt_free(w), imrt_free(g2);
+    tdu_free(&D);
+}
+
+static void test_determinism_and_thread_counts(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    make_dij(&D, 3000, 120, 51);
+    const size_t m = (size_t)D.nrows, n = (size_t)D.ncols;
+    test_program tp;
+    make_program(&tp, D.nrows);
+    double *x = random_vec(n, 0.0, 0.3, 7), *w = random_vec(m, -1.0, 1.0, 8);
+    imrt_spmv_kernels opt;
+    imrt_spmv_kernels_optimised(&opt);
+    double *g_first = NULL, *d_first = NULL;
+    for (int i = 0; i < NTC; i++) {
+        const int T = thread_counts[i];
+        double *d[2], *g[2], *gt[2];
+        for (int rep = 0; rep < 2; rep++) {
+            imrt_spmv_ws *ws = NULL;
+            assert_ok(imrt_spmv_ws_create(&D, T, 3, tp.rc, &ws));
+            d[rep] = imrt_calloc(m, sizeof(double));
+            g[rep] = imrt_calloc(3 * n, sizeof(double));
+            gt[rep] = imrt_calloc(n, sizeof(double));
+            opt.fused(&D, x, &tp.p, d[rep], g[rep], ws);
+            opt.rmatvec(&D, w, gt[rep], ws);
+            imrt_spmv_ws_destroy(&ws);
+        }
+        /* bitwise equal for the same thread count */
+        assert_memory_equal(d[0], d[1], m * sizeof(double));
+        assert_memory_equal(g[0], g[1], 3 * n * sizeof(double));
+        assert_memory_equal(gt[0], gt[1], n * sizeof(double));
+        if (!g_first) {
+            g_first = g[0], d_first = d[0];
+            g[0] = d[0] = NULL;
+        } else {
+            /* other thread counts: the dose is computed row by row in the
+             * same order (identical); the D^T sums differ only by rounding */
+            for (size_t r = 0; r < m; r++)
+                if (tp.rc[r])
+                    assert_true(d[0][r] == d_first[r]);
+            assert_true(rel_diff(g[0], g_first, 3 * n) < KERNEL_TOL);
+        }
+        for (int rep = 0; rep < 2; rep++)
+            imrt_free(d[rep]), imrt_free(g[rep]), imrt_free(gt[rep]);
+    }
+    imrt_free(g_first), imrt_free(d_first), imrt_free(tp.rc), imrt_free(x), imrt_free(w);
+    tdu_free(&D);
+}
+
+static void test_split_balances_nonzeros(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    make_dij(&D, 4000, 50, 61);
+    int64_t longest = 0;
+    for (int64_t r = 0; r < D.nrows; r++)
+        longest = IMRT_TEST_MAX(longest, D.rowptr[r + 1] - D.rowptr[r]);
+    /* chunks hold total/T non-zeros, give or take one row */
+    for (int T = 1; T <= 5; T++) {
+        imrt_spmv_ws *ws = NULL;
+        assert_ok(imrt_spmv_ws_create(&D, T, 1, NULL, &ws));
+        assert_int_equal(ws->split[0], 0);
+        assert_int_equal(ws->split[T], D.nrows);
+        for (int c = 0; c < T; c++) {
+            assert_true(ws->split[c + 1] >= ws->split[c]);
+            int64_t nnz = D.rowptr[ws->split[c + 1]] - D.rowptr[ws->split[c]];
+            assert_true(llabs(nnz * T - D.nnz) <= T * longest);
+        }
+        imrt_spmv_ws_destroy(&ws);
+    }
+    /* far more chunks than rows: empty chunks, still the reference answer */
+    imrt_dij S;
+    make_dij(&S, 3, 5, 62);
+    double x[5] = {1, 2, 3, 4, 5}, d[3], dr[3];
+    imrt_spmv_kernels ref, opt;
+    imrt_spmv_kernels_reference(&ref);
+    imrt_spmv_kernels_optimised(&opt);
+    imrt_spmv_ws *ws = NULL;
+    assert_ok(imrt_spmv_ws_create(&S, 16, 1, NULL, &ws));
+    opt.matvec(&S, x, d, ws);
+    ref.matvec(&S, x, dr, NULL);
+    for (int r = 0; r < 3; r++)
+        assert_close(d[r], dr[r], 1e-14, 0);
+    double w[3] = {1, -1, 2}, g[5], gr[5];
+    opt.rmatvec(&S, w, g, ws);
+    ref.rmatvec(&S, w, gr, NULL);
+    for (int j = 0; j < 5; j++)
+        assert_close(g[j], gr[j], 1e-14, 1e-15);
+    imrt_spmv_ws_destroy(&ws);
+    tdu_free(&S);
+    tdu_free(&D);
+}
+
+static void test_dose_entry_point_and_kernel_choice(void **state)
+{
+    (void)state;
+    /* 2 x 3 matrix by hand: d = D x */
+    const double A[6] = {1.0, 0.5, 0.0, 0.0, 2.0, 0.25};
+    imrt_dij D;
+    assert_int_equal(tdu_from_dense(&D, 2, 3, A), 0);
+    const double x[3] = {2.0, 4.0, 8.0};
+    double d[2];
+    imrt_context *ctx = NULL;
+    assert_ok(imrt_context_create(&ctx));
+    assert_ok(imrt_spmv_dose(ctx, &D, x, d));
+    assert_close(d[0], 4.0, 1e-15, 0);  /* 1*2 + 0.5*4 */
+    assert_close(d[1], 10.0, 1e-15, 0); /* 2*4 + 0.25*8 */
+    imrt_spmv_kernels k;
+    imrt_context_set_kernels(ctx, IMRT_KERNELS_REFERENCE);
+    imrt_spmv_kernels_select(&k, ctx);
+    assert_string_equal(k.name_fused, "spmv_csr_fused_ref");
+    imrt_context_set_kernels(ctx, IMRT_KERNELS_OPTIMISED);
+    imrt_spmv_kernels_select(&k, ctx);
+    assert_string_equal(k.name_fused, "spmv_csr_fused_omp");
+    assert_int_equal(imrt_spmv_dose(ctx, NULL, x, d), IMRT_ERR_ARG);
+    imrt_context_destroy(&ctx);
+    tdu_free(&D);
+}
+
+static void test_check_rejects_bad_csr(void **state)
+{
+    (void)state;
+    const double A[6] = {1.0, 0.5, 0.0, 0.0, 2.0, 0.25};
+    imrt_dij D;
+    assert_int_equal(tdu_from_dense(&D, 2, 3, A), 0);
+    assert_ok(imrt_spmv_check(&D));
+    D.col[1] = 3;
+    assert_int_equal(imrt_spmv_check(&D), IMRT_ERR_ARG);
+    assert_non_null(strstr(imrt_last_error(), "col[1] = 3"));
+    D.col[1] = 1;
+    D.val[2] = -1.0f;
+    assert_int_equal(imrt_spmv_check(&D), IMRT_ERR_ARG);
+    D.val[2] = 2.0f;
+    D.rowptr[1] = 3, D.rowptr[2] = 2;
+    assert_int_equal(imrt_spmv_check(&D), IMRT_ERR_ARG);
+    D.rowptr[1] = 2, D.rowptr[2] = 4;
+    assert_ok(imrt_spmv_check(&D));
+    D.nnz = 5;
+    assert_int_equal(imrt_spmv_check(&D), IMRT_ERR_ARG);
+    D.nnz = 4;
+    assert_int_equal(imrt_spmv_check(NULL), IMRT_ERR_ARG);
+    tdu_free(&D);
+}
+
+static void test_ws_allocation_failures(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    make_dij(&D, 100, 10, 71);
+    for (long n = 1; n <= 3; n++) {
+        imrt_spmv_ws *ws = NULL;
+        imrt_alloc_fail_after(n);
+        assert_int_equal(imrt_spmv_ws_create(&D, 2, 2, NULL, &ws), IMRT_ERR_NOMEM);
+        assert_null(ws);
+    }
+    imrt_alloc_fail_after(0);
+    imrt_spmv_ws *ws = NULL;
+    assert_int_equal(imrt_spmv_ws_create(&D, 0, 1, NULL, &ws), IMRT_ERR_ARG);
+    assert_non_null(strstr(imrt_last_error(), "threads = 0"));
+    imrt_spmv_ws_destroy(&ws);
+    imrt_spmv_ws_destroy(NULL);
+    tdu_free(&D);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_variants_match_reference),
+        cmocka_unit_test(test_adjoint_identity),
+        cmocka_unit_test(test_rows_kernel),
+        cmocka_unit_test(test_fused_matches_two_pass),
+        cmocka_unit_test(test_determinism_and_thread_counts),
+        cmocka_unit_test(test_split_balances_nonzeros),
+        cmocka_unit_test(test_dose_entry_point_and_kernel_choice),
+        cmocka_unit_test(test_check_rejects_bad_csr),
+        cmocka_unit_test(test_ws_allocation_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
