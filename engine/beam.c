@@ -13,6 +13,25 @@
 /* Largest beamlet window per beam (cells), a guard against absurd inputs. */
 #define IMRT_BEAM_MAX_CELLS (1 << 22)
 
+/* sin and cos of an angle in degrees, exact at multiples of 90 degrees so
+ * that cardinal beams have exactly axis-aligned frames. */
+static void sincos_deg(double deg, double *s, double *c)
+{
+    const double q = deg / 90.0;
+    if (q == floor(q)) {
+        static const double sv[4] = {0, 1, 0, -1}, cv[4] = {1, 0, -1, 0};
+        long k = (long)fmod(q, 4.0);
+        if (k < 0)
+            k += 4;
+        *s = sv[k];
+        *c = cv[k];
+        return;
+    }
+    const double r = deg * IMRT_PI / 180.0;
+    *s = sin(r);
+    *c = cos(r);
+}
+
 imrt_status imrt_beam_frame(double gantry_deg, double couch_deg, const double iso[3],
                             imrt_beam *b)
 {
@@ -25,9 +44,9 @@ imrt_status imrt_beam_frame(double gantry_deg, double couch_deg, const double is
         if (!isfinite(iso[a]))
             return imrt_error(IMRT_ERR_RANGE, "isocentre coordinate %d = %g is not finite", a,
                               iso[a]);
-    const double g = gantry_deg * IMRT_PI / 180.0;
-    const double c = couch_deg * IMRT_PI / 180.0;
-    const double sg = sin(g), cg = cos(g), sc = sin(c), cc = cos(c);
+    double sg, cg, sc, cc;
+    sincos_deg(gantry_deg, &sg, &cg);
+    sincos_deg(couch_deg, &sc, &cc);
     /* Couch 0: unit vector from the isocentre to the source, and the BEV axes. */
     const double to_src0[3] = {sg, -cg, 0.0};
     const double eu0[3] = {cg, sg, 0.0};
@@ -106,13 +125,15 @@ void imrt_beamset_beamlet_uv(const imrt_beamset *bs, int32_t j, double uv[2])
 int imrt_beamset_beamlet_beam(const imrt_beamset *bs, int32_t j) { return bs->beam_of[j]; }
 
 /* Projected target voxel centres of one beam: (u, v, h) triples, h = half the
- * largest voxel spacing scaled to the isocentre plane. */
+ * diagonal of a square of the largest voxel spacing, scaled to the
+ * isocentre plane: disks of radius h around the projected centres cover the
+ * projection of the voxels (the covering radius of the projected lattice). */
 static imrt_status project_structure(const imrt_beam *b, const imrt_phantom *p,
                                      const imrt_structure *s, double *uvh, int64_t *n_out)
 {
     imrt_status status = IMRT_OK;
     const imrt_grid *g = &p->grid;
-    const double half = 0.5 * IMRT_MAX(g->dx, IMRT_MAX(g->dy, g->dz));
+    const double half = 0.5 * sqrt(2.0) * IMRT_MAX(g->dx, IMRT_MAX(g->dy, g->dz));
     int64_t n = 0;
     for (int k = 0; k < g->nz; k++)
         for (int j = 0; j < g->ny; j++)

@@ -102,6 +102,11 @@ static inline void imrt_fspb_physics(const imrt_machine *m, const imrt_fspb_cut 
     P->R = cut->radius;
 }
 
+/* Cells at exactly the window radius are inside: the radius is widened by
+ * this much (mm) so that mirror-image geometries, whose coordinates differ
+ * in the last bits, select mirror-image cells. */
+#define IMRT_FSPB_WINDOW_EPS 1e-6
+
 /* Clamp a real index range [lo, hi] to [0, n-1]; 0 when empty. */
 static inline int imrt_fspb_clamp(double lo, double hi, int n, int *i0, int *i1)
 {
@@ -125,7 +130,8 @@ static inline int imrt_fspb_axis_range(double x, double o, double w, int n, doub
         *i1 = n - 1;
         return 1;
     }
-    return imrt_fspb_clamp(ceil((x - r - o) / w), floor((x + r - o) / w), n, i0, i1);
+    const double re = r + IMRT_FSPB_WINDOW_EPS;
+    return imrt_fspb_clamp(ceil((x - re - o) / w), floor((x + re - o) / w), n, i0, i1);
 }
 
 /* Cells of row iv inside the coupling circle of radius R around (u, v). */
@@ -138,7 +144,8 @@ static inline int imrt_fspb_row_range(const imrt_beam *b, double w, double u, do
         return 1;
     }
     const double dv = b->v0 + iv * w - v;
-    const double h2 = R * R - dv * dv;
+    const double re = R + IMRT_FSPB_WINDOW_EPS;
+    const double h2 = re * re - dv * dv;
     if (h2 < 0)
         return 0;
     return imrt_fspb_axis_range(u, b->u0, w, b->nu, sqrt(h2), i0, i1);

@@ -104,7 +104,9 @@ int imrt_beam_project(const imrt_beam *b, const double p[3], double *u, double *
  *   target   name of the target structure. Target-shaped beams keep each
  *            beamlet whose central ray passes within w/2 + margin of the
  *            target's projection (the union of its voxels' projections,
- *            taken as the projected voxel centres dilated by half a voxel).
+ *            taken as the projected voxel centres dilated by h = half the
+ *            diagonal of the largest voxel face, scaled to the isocentre
+ *            plane).
  *            May be NULL when every beam is an open field with its own
  *            isocentre. Open fields (open_field = 1) tile field_mm exactly:
  *            each side must be a whole multiple of w.
@@ -127,8 +129,9 @@ void imrt_beamset_beamlet_uv(const imrt_beamset *bs, int32_t j, double uv[2]);
 int imrt_beamset_beamlet_beam(const imrt_beamset *bs, int32_t j);
 
 /* Aperture of a 3D-conformal field: in_aperture[j] = 1 for each beamlet j
- * whose central ray passes through the BEV projection of `target` dilated
- * by margin_mm (>= 0, at the isocentre plane), 0 otherwise. in_aperture has
+ * whose central ray passes through the BEV projection of `target` (as in
+ * imrt_beamset_create) dilated by margin_mm (>= 0, at the isocentre plane),
+ * 0 otherwise. in_aperture has
  * nbeamlets entries, caller-allocated.
  * Errors: IMRT_ERR_ARG (NULL, unknown target), IMRT_ERR_RANGE (margin,
  * empty target), IMRT_ERR_NOMEM. */
