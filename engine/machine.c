@@ -33,7 +33,8 @@ void imrt_machine_default(imrt_machine *m)
     m->sigma_s1 = 0.149738;  /* scatter growth per mm; field-size dependence of PDD(100) */
     m->a0 = 0.124302;        /* scatter fraction at the surface; output factors */
     m->a1 = 0.00161655;      /* its growth per mm; PDD(100) of 50 x 50 vs 200 x 200 */
-    m->scatter_radius = 50.0; /* mm at the isocentre plane: dij coupling radius (imrt/dose.h) */
+    m->scatter_radius = 20.0; /* mm at the isocentre plane: dij coupling half-width (imrt/dose.h;
+                                 size/accuracy table in docs/physics-model.md) */
     imrt_machine_normalise(m);
 }
 

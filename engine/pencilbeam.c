@@ -51,31 +51,69 @@ int64_t imrt_fspb_row_tab(const imrt_fspb_beam *B, const imrt_fspb_point *P, dou
     const imrt_beam *b = B->beam;
     const double w = B->w;
     int jv0, jv1, ju0, ju1;
-    if (!imrt_fspb_axis_range(P->v, b->v0, w, b->nv, P->R, &jv0, &jv1))
+    if (imrt_fspb_window(B, P->u, P->v, P->R, &ju0, &ju1, &jv0, &jv1) == 0)
         return 0;
-    if (!imrt_fspb_axis_range(P->u, b->u0, w, b->nu, P->R, &ju0, &ju1))
-        return 0;
-    const int nu = ju1 - ju0 + 1, nv = jv1 - jv0 + 1;
-    double *psx = work, *ppx = psx + nu, *psy = ppx + nu, *ppy = psy + nv, *E = ppy + nv;
-    edge_table(P->u, b->u0, w, P->ss, ju0, ju1, E, psx);
-    edge_table(P->v, b->v0, w, P->ss, jv0, jv1, E, psy);
-    primary_table(P->u, b->u0, w, b->nu, P, ju0, ju1, E, ppx);
-    primary_table(P->v, b->v0, w, b->nv, P, jv0, jv1, E, ppy);
     const double cp = P->pre * (1.0 - P->a), cs = P->pre * P->a;
+    const int fold = ju0 > 0 || jv0 > 0 || ju1 < b->nu - 1 || jv1 < b->nv - 1;
+    /* Tables over the window, or over all cells when far cells are folded in. */
+    const int tu0 = fold ? 0 : ju0, tu1 = fold ? b->nu - 1 : ju1;
+    const int tv0 = fold ? 0 : jv0, tv1 = fold ? b->nv - 1 : jv1;
+    const int nu = tu1 - tu0 + 1, nv = tv1 - tv0 + 1;
+    double *psx = work, *ppx = psx + nu, *psy = ppx + nu, *ppy = psy + nv, *E = ppy + nv;
+    edge_table(P->u, b->u0, w, P->ss, tu0, tu1, E, psx);
+    edge_table(P->v, b->v0, w, P->ss, tv0, tv1, E, psy);
+    primary_table(P->u, b->u0, w, b->nu, P, tu0, tu1, E, ppx);
+    primary_table(P->v, b->v0, w, b->nv, P, tv0, tv1, E, ppy);
     int64_t n = 0;
-    for (int iv = jv0; iv <= jv1; iv++) {
-        int i0, i1;
-        if (!imrt_fspb_row_range(b, w, P->u, P->v, P->R, iv, &i0, &i1))
-            continue;
-        const double rp = cp * ppy[iv - jv0], rs = cs * psy[iv - jv0];
+    if (!fold) {
+        for (int iv = jv0; iv <= jv1; iv++) {
+            const double rp = cp * ppy[iv - tv0], rs = cs * psy[iv - tv0];
+            const int32_t *cell = b->cell + (int64_t)b->nu * iv;
+            for (int iu = ju0; iu <= ju1; iu++) {
+                const int32_t c = cell[iu];
+                if (c < 0)
+                    continue;
+                col[n] = c;
+                val[n] = rp * ppx[iu - tu0] + rs * psx[iu - tu0];
+                n++;
+            }
+        }
+        return n;
+    }
+    /* Fold every cell outside the window onto the window cell nearest to it
+     * (indices clamped to the window), so that the far scatter is kept. */
+    const int wn = ju1 - ju0 + 1, wv = jv1 - jv0 + 1;
+    double *acc = E + (b->nu > b->nv ? b->nu : b->nv) + 2;
+    for (int q = 0; q < wn * wv; q++)
+        acc[q] = 0.0;
+    for (int iv = 0; iv < b->nv; iv++) {
+        const int tv = iv < jv0 ? jv0 : (iv > jv1 ? jv1 : iv);
+        double *ar = acc + (int64_t)(tv - jv0) * wn;
+        const double rp = cp * ppy[iv], rs = cs * psy[iv];
         const int32_t *cell = b->cell + (int64_t)b->nu * iv;
-        const double *qp = ppx - ju0, *qs = psx - ju0;
-        for (int iu = i0; iu <= i1; iu++) {
+        double left = 0.0, right = 0.0;
+        for (int iu = 0; iu < ju0; iu++)
+            if (cell[iu] >= 0)
+                left += rp * ppx[iu] + rs * psx[iu];
+        for (int iu = ju1 + 1; iu < b->nu; iu++)
+            if (cell[iu] >= 0)
+                right += rp * ppx[iu] + rs * psx[iu];
+        ar[0] += left;
+        ar[wn - 1] += right;
+        for (int iu = ju0; iu <= ju1; iu++)
+            if (cell[iu] >= 0)
+                ar[iu - ju0] += rp * ppx[iu] + rs * psx[iu];
+    }
+    imrt_fspb_fold_absent(b, B->nearest, ju0, ju1, jv0, jv1, acc);
+    for (int iv = jv0; iv <= jv1; iv++) {
+        const int32_t *cell = b->cell + (int64_t)b->nu * iv;
+        const double *ar = acc + (int64_t)(iv - jv0) * wn;
+        for (int iu = ju0; iu <= ju1; iu++) {
             const int32_t c = cell[iu];
             if (c < 0)
                 continue;
             col[n] = c;
-            val[n] = rp * qp[iu] + rs * qs[iu];
+            val[n] = ar[iu - ju0];
             n++;
         }
     }
@@ -134,10 +172,52 @@ void imrt_fspb_beams_free(imrt_fspb_beam **pB, int nbeams)
 {
     if (!pB || !*pB)
         return;
-    for (int b = 0; b < nbeams; b++)
-        imrt_free((*pB)[b].rowcnt);
+    for (int b = 0; b < nbeams; b++) {
+        imrt_free((*pB)[b].cum);
+        imrt_free((*pB)[b].nearest);
+    }
     imrt_free(*pB);
     *pB = NULL;
+}
+
+/* For every cell of a beam, the nearest present cell (squared index
+ * distance, ties to the first in row-major order). Present cells map to
+ * themselves. Brute force over the present cells of the few absent ones. */
+static imrt_status nearest_map(const imrt_beam *b, int32_t **out)
+{
+    imrt_status status = IMRT_OK;
+    int32_t *map = NULL, *present = NULL;
+    const int64_t ncell = (int64_t)b->nu * b->nv;
+    IMRT_ALLOC(map, ncell);
+    IMRT_ALLOC(present, ncell);
+    int64_t np = 0;
+    for (int64_t c = 0; c < ncell; c++)
+        if (b->cell[c] >= 0)
+            present[np++] = (int32_t)c;
+    for (int64_t c = 0; c < ncell; c++) {
+        if (b->cell[c] >= 0) {
+            map[c] = (int32_t)c;
+            continue;
+        }
+        const int iu = (int)(c % b->nu), iv = (int)(c / b->nu);
+        int64_t best = INT64_MAX;
+        int32_t t = -1;
+        for (int64_t q = 0; q < np; q++) {
+            const int qu = present[q] % b->nu, qv = present[q] / b->nu;
+            const int64_t d = (int64_t)(qu - iu) * (qu - iu) + (int64_t)(qv - iv) * (qv - iv);
+            if (d < best) {
+                best = d;
+                t = present[q];
+            }
+        }
+        map[c] = t;
+    }
+    *out = map;
+    map = NULL;
+cleanup:
+    imrt_free(map);
+    imrt_free(present);
+    return status;
 }
 
 imrt_status imrt_fspb_beams_create(const imrt_beamset *bs, imrt_fspb_beam **out)
@@ -149,13 +229,17 @@ imrt_status imrt_fspb_beams_create(const imrt_beamset *bs, imrt_fspb_beam **out)
         const imrt_beam *bm = &bs->beams[b];
         B[b].beam = bm;
         B[b].w = bs->beamlet_mm;
-        IMRT_ALLOC(B[b].rowcnt, (int64_t)bm->nv * (bm->nu + 1));
+        const int64_t s = bm->nu + 1;
+        IMRT_ALLOC(B[b].cum, s * (bm->nv + 1));
+        int32_t *cum = B[b].cum;
         for (int iv = 0; iv < bm->nv; iv++) {
-            int32_t *rc = B[b].rowcnt + (int64_t)iv * (bm->nu + 1);
-            rc[0] = 0;
-            for (int iu = 0; iu < bm->nu; iu++)
-                rc[iu + 1] = rc[iu] + (bm->cell[iu + (int64_t)bm->nu * iv] >= 0);
+            int32_t row = 0;
+            for (int iu = 0; iu < bm->nu; iu++) {
+                row += bm->cell[iu + (int64_t)bm->nu * iv] >= 0;
+                cum[(iu + 1) + s * (iv + 1)] = cum[(iu + 1) + s * iv] + row;
+            }
         }
+        IMRT_TRY(nearest_map(bm, &B[b].nearest));
     }
     *out = B;
     B = NULL;

@@ -23,7 +23,11 @@
 typedef struct {
     const imrt_beam *beam; /* geometry and cell map (borrowed) */
     double w;              /* beamlet pitch, mm */
-    int32_t *rowcnt;       /* nv*(nu+1): present cells of row iv with index < iu; owned */
+    int32_t *cum;          /* (nu+1)*(nv+1) summed-area table of present cells:
+                              cum[iu + (nu+1)*iv] = cells with index < iu in rows < iv; owned */
+    int32_t *nearest;      /* nu*nv: the present cell nearest to each cell (squared index
+                              distance, ties to the first in row-major order), as
+                              iu + nu*iv; -1 when the beam has no cell; owned */
 } imrt_fspb_beam;
 
 /* One voxel (or point) seen from one beam. */
@@ -34,13 +38,13 @@ typedef struct {
     double sp;    /* primary sigma at the isocentre plane, mm */
     double ss;    /* scatter sigma at the isocentre plane, mm */
     double rp;    /* primary radius per axis (mm, isocentre plane), INFINITY = none */
-    double R;     /* coupling radius (mm, isocentre plane), INFINITY = none */
+    double R;     /* coupling half-width (mm, isocentre plane), INFINITY = none */
 } imrt_fspb_point;
 
 /* Resolved options: the cut-off values the kernels use. */
 typedef struct {
     double kp;      /* primary radius in units of sigma_p beyond w/2; INFINITY = none */
-    double radius;  /* coupling radius, mm; INFINITY = none */
+    double radius;  /* coupling half-width, mm; INFINITY = none */
 } imrt_fspb_cut;
 
 /* Row kernel: writes the entries and returns their number. `work` holds at
@@ -60,7 +64,7 @@ imrt_fspb_row_fn imrt_fspb_kernel(const imrt_context *ctx);
 static inline int64_t imrt_fspb_work_size(const imrt_beam *b)
 {
     int64_t m = b->nu > b->nv ? b->nu : b->nv;
-    return 2 * (int64_t)b->nu + 2 * (int64_t)b->nv + m + 8;
+    return 2 * (int64_t)b->nu + 2 * (int64_t)b->nv + m + 8 + (int64_t)b->nu * b->nv;
 }
 
 /* Validate and resolve options against a machine and pitch. */
@@ -134,39 +138,115 @@ static inline int imrt_fspb_axis_range(double x, double o, double w, int n, doub
     return imrt_fspb_clamp(ceil((x - re - o) / w), floor((x + re - o) / w), n, i0, i1);
 }
 
-/* Cells of row iv inside the coupling circle of radius R around (u, v). */
-static inline int imrt_fspb_row_range(const imrt_beam *b, double w, double u, double v,
-                                      double R, int iv, int *i0, int *i1)
+/* The coupling window of a point along one axis: the cells within R of x,
+ * clamped to the beam's cells 0..n-1. Never empty: a point beyond the
+ * beam's cells keeps the nearest edge cell (which receives the folded far
+ * contributions, see imrt/dose.h), and a window narrower than a cell keeps
+ * the nearest cell. */
+static inline void imrt_fspb_window_axis(double x, double o, double w, int n, double R, int *i0,
+                                         int *i1)
 {
     if (isinf(R)) {
         *i0 = 0;
-        *i1 = b->nu - 1;
-        return 1;
+        *i1 = n - 1;
+        return;
     }
-    const double dv = b->v0 + iv * w - v;
     const double re = R + IMRT_FSPB_WINDOW_EPS;
-    const double h2 = re * re - dv * dv;
-    if (h2 < 0)
-        return 0;
-    return imrt_fspb_axis_range(u, b->u0, w, b->nu, sqrt(h2), i0, i1);
+    double lo = ceil((x - re - o) / w), hi = floor((x + re - o) / w);
+    if (lo > hi)
+        lo = hi = floor((x - o) / w + 0.5);
+    lo = lo < 0 ? 0 : (lo > n - 1 ? n - 1 : lo);
+    hi = hi < 0 ? 0 : (hi > n - 1 ? n - 1 : hi);
+    *i0 = (int)lo;
+    *i1 = (int)hi;
 }
 
-/* Number of entries the row kernels write for (u, v) with radius R. */
-static inline int64_t imrt_fspb_count(const imrt_fspb_beam *B, double u, double v, double R)
+/* Present cells in cells [ju0..ju1] x [jv0..jv1] (summed-area table). */
+static inline int64_t imrt_fspb_present(const imrt_fspb_beam *B, int ju0, int ju1, int jv0,
+                                        int jv1)
+{
+    const int64_t s = B->beam->nu + 1;
+    const int32_t *c = B->cum;
+    return (int64_t)c[(ju1 + 1) + s * (jv1 + 1)] - c[ju0 + s * (jv1 + 1)] -
+           c[(ju1 + 1) + s * jv0] + c[ju0 + s * jv0];
+}
+
+/* The coupling window of point (u, v) with half-width R: the cells within R
+ * along both axes, clamped to the beam's cells; when that holds no present
+ * cell (a point beyond a corner of an irregular field), the single present
+ * cell nearest to the point's cell. Returns the number of present cells
+ * (0 only for a beam without cells). Every row kernel writes exactly one
+ * entry per present cell of the window. */
+static inline int64_t imrt_fspb_window(const imrt_fspb_beam *B, double u, double v, double R,
+                                       int *ju0, int *ju1, int *jv0, int *jv1)
 {
     const imrt_beam *b = B->beam;
-    int jv0, jv1;
-    if (!imrt_fspb_axis_range(v, b->v0, B->w, b->nv, R, &jv0, &jv1))
+    imrt_fspb_window_axis(v, b->v0, B->w, b->nv, R, jv0, jv1);
+    imrt_fspb_window_axis(u, b->u0, B->w, b->nu, R, ju0, ju1);
+    int64_t n = imrt_fspb_present(B, *ju0, *ju1, *jv0, *jv1);
+    if (n > 0)
+        return n;
+    int cu, cv;
+    imrt_fspb_window_axis(u, b->u0, B->w, b->nu, 0.0, &cu, &cu);
+    imrt_fspb_window_axis(v, b->v0, B->w, b->nv, 0.0, &cv, &cv);
+    const int32_t t = B->nearest[cu + (int64_t)b->nu * cv];
+    if (t < 0)
         return 0;
-    int64_t n = 0;
-    for (int iv = jv0; iv <= jv1; iv++) {
-        int i0, i1;
-        if (!imrt_fspb_row_range(b, B->w, u, v, R, iv, &i0, &i1))
-            continue;
-        const int32_t *rc = B->rowcnt + (int64_t)iv * (b->nu + 1);
-        n += rc[i1 + 1] - rc[i0];
-    }
-    return n;
+    *ju0 = *ju1 = t % b->nu;
+    *jv0 = *jv1 = t / b->nu;
+    return 1;
+}
+
+/* Number of entries the row kernels write for (u, v) with half-width R. */
+static inline int64_t imrt_fspb_count(const imrt_fspb_beam *B, double u, double v, double R)
+{
+    int ju0, ju1, jv0, jv1;
+    return imrt_fspb_window(B, u, v, R, &ju0, &ju1, &jv0, &jv1);
+}
+
+/* Move the dose folded onto absent window cells to the nearest present
+ * window cell (squared index distance, ties to the first in row-major
+ * order), so that the window keeps all of it. acc holds the window's cells
+ * (wn x wv, row-major, window origin ju0, jv0). `nearest` is the beam's map
+ * (NULL: search the window). Mass is lost only when the window holds no
+ * present cell. */
+static inline void imrt_fspb_fold_absent(const imrt_beam *b, const int32_t *nearest, int ju0,
+                                         int ju1, int jv0, int jv1, double *acc)
+{
+    const int wn = ju1 - ju0 + 1;
+    for (int iv = jv0; iv <= jv1; iv++)
+        for (int iu = ju0; iu <= ju1; iu++) {
+            double *m = &acc[(iu - ju0) + (int64_t)wn * (iv - jv0)];
+            if (*m == 0.0 || b->cell[iu + (int64_t)b->nu * iv] >= 0)
+                continue;
+            int tu = -1, tv = -1;
+            if (nearest) {
+                const int32_t t = nearest[iu + (int64_t)b->nu * iv];
+                if (t >= 0 && t % b->nu >= ju0 && t % b->nu <= ju1 && t / b->nu >= jv0 &&
+                    t / b->nu <= jv1) {
+                    tu = t % b->nu;
+                    tv = t / b->nu;
+                }
+            }
+            if (tu < 0) {
+                int64_t best = INT64_MAX;
+                for (int qv = jv0; qv <= jv1; qv++)
+                    for (int qu = ju0; qu <= ju1; qu++) {
+                        if (b->cell[qu + (int64_t)b->nu * qv] < 0)
+                            continue;
+                        const int64_t d = (int64_t)(qu - iu) * (qu - iu) + (int64_t)(qv - iv) * (qv - iv);
+                        if (d < best) {
+                            best = d;
+                            tu = qu;
+                            tv = qv;
+                        }
+                    }
+                if (tu < 0)
+                    return; /* no present cell in the window */
+            }
+            acc[(tu - ju0) + (int64_t)wn * (tv - jv0)] += *m;
+            *m = 0.0;
+        }
 }
 
 /* P(x; sigma) of a beamlet of width w: the 1-D square convolved with a Gaussian. */

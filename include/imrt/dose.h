@@ -9,19 +9,26 @@
  * imrt/machine.h). Frames: imrt/grid.h (LPS), imrt/beam.h (BEV).
  *
  * Lateral cut-off (imrt_dose_options). A 5 mm beamlet's phantom scatter is
- * broad (sigma of a few cm) and, at its own peak, about 1e-3 of the
- * beamlet's primary peak; a relative threshold on whole beamlet values would
- * therefore drop nearly all phantom scatter (10-15 % of the dose of a
- * 10 x 10 cm^2 field). The engine cuts the two components separately:
- *   - primary: a beamlet's primary term is dropped where its Gaussian edge
- *     factor is below `cutoff` (relative, default 1e-3), i.e. beyond
- *     w/2 + sqrt(2 ln(1/cutoff)) sigma_p along either BEV axis;
- *   - radius: a voxel is coupled only to the beamlets whose centres lie
- *     within `scatter_radius` (mm at the isocentre plane) of the voxel's BEV
- *     projection; this bounds the dij's size and drops the far scatter.
- * imrt_dose_options_exact() turns both off (the reference dose). The
- * resulting dose deviation is measured by tests/test_dij.c and documented in
- * docs/physics-model.md.
+ * broad (sigma of 4-6 cm) and, at its own peak, about 1e-3 of the beamlet's
+ * primary peak, yet it makes 10-15 % of the dose of a 10 x 10 cm^2 field; a
+ * relative threshold on whole beamlet values, or a plain radius, drops that
+ * scatter and biases the dose low. The engine therefore works with:
+ *   - a primary threshold: a beamlet's primary term is dropped beyond
+ *     w/2 + sqrt(2 ln(1/cutoff)) sigma_p along either BEV axis (where its
+ *     edge factor is below `cutoff`, relative; default 1e-3);
+ *   - a coupling window: a voxel couples to the beamlets whose centres lie
+ *     within `scatter_radius` (mm at the isocentre plane, a square
+ *     half-width along u and v) of its BEV projection, clamped to the
+ *     beam's beamlet grid; a voxel beyond the field keeps the nearest edge
+ *     beamlets, so every voxel in front of a beam has at least one entry;
+ *   - folding: the dose of every beamlet outside the window is added to the
+ *     window beamlet nearest to it (grid indices clamped to the window, then
+ *     the nearest present beamlet). The dij is then exact for a uniform
+ *     fluence over any field shape, and for a modulated fluence the far
+ *     scatter is attributed to a nearby beamlet instead of being lost.
+ * imrt_dose_options_exact() turns the cut-off off (every voxel couples to
+ * every beamlet: the reference dose). tests/test_dij.c measures the
+ * deviation; docs/physics-model.md gives the size/accuracy table.
  *
  * Threads: every function below runs OpenMP loops with the context's thread
  * count (ctx may be NULL: OpenMP default) and gives results that do not
@@ -47,8 +54,8 @@ extern "C" {
 
 typedef struct {
     double cutoff;         /* relative primary threshold in [0, 0.5); 0 = none; default 1e-3 */
-    double scatter_radius; /* coupling radius, mm at the isocentre plane; 0 = the machine's
-                              default; INFINITY = every beamlet of the beam */
+    double scatter_radius; /* coupling window half-width, mm at the isocentre plane;
+                              0 = the machine's default; INFINITY = every beamlet */
 } imrt_dose_options;
 
 /* cutoff = 1e-3, scatter_radius = 0 (machine default). */
