@@ -16,22 +16,53 @@
 
 /* ---- tabulated row kernel ------------------------------------------------ */
 
+imrt_status imrt_erf_table_create(imrt_erf_table **out)
+{
+    imrt_status status = IMRT_OK;
+    imrt_erf_table *t = NULL;
+    IMRT_ALLOC(t, 1);
+    t->n = (int)(IMRT_ERF_XMAX * IMRT_ERF_STEPS);
+    IMRT_ALLOC(t->f, t->n + 2);
+    IMRT_ALLOC(t->d, t->n + 2);
+    const double h = 1.0 / IMRT_ERF_STEPS;
+    for (int i = 0; i < t->n + 2; i++) {
+        const double x = i * h;
+        t->f[i] = erf(x);
+        t->d[i] = h * 2.0 / sqrt(IMRT_PI) * exp(-x * x);
+    }
+    *out = t;
+    t = NULL;
+cleanup:
+    imrt_erf_table_free(&t);
+    return status;
+}
+
+void imrt_erf_table_free(imrt_erf_table **pt)
+{
+    if (!pt || !*pt)
+        return;
+    imrt_free((*pt)->f);
+    imrt_free((*pt)->d);
+    imrt_free(*pt);
+    *pt = NULL;
+}
+
 /* P of cells i0..i1 along one axis (cell i centred at o + i*w) for a point
  * at x: out[i - i0]. One erf per cell edge; E is scratch of i1-i0+2. */
-static void edge_table(double x, double o, double w, double sigma, int i0, int i1, double *E,
-                       double *out)
+static void edge_table(const imrt_erf_table *erf_t, double x, double o, double w, double sigma,
+                       int i0, int i1, double *E, double *out)
 {
     const double k = 1.0 / (sqrt(2.0) * sigma);
     const double e0 = x - (o + (i0 - 0.5) * w);
     for (int q = 0; q <= i1 - i0 + 1; q++)
-        E[q] = erf((e0 - q * w) * k);
+        E[q] = imrt_erf_fast(erf_t, (e0 - q * w) * k);
     for (int q = 0; q <= i1 - i0; q++)
         out[q] = 0.5 * (E[q] - E[q + 1]);
 }
 
 /* Primary table over the box i0..i1: zero outside the primary range. */
-static void primary_table(double x, double o, double w, int n, const imrt_fspb_point *P, int i0,
-                          int i1, double *E, double *out)
+static void primary_table(const imrt_erf_table *erf_t, double x, double o, double w, int n,
+                          const imrt_fspb_point *P, int i0, int i1, double *E, double *out)
 {
     for (int q = 0; q <= i1 - i0; q++)
         out[q] = 0.0;
@@ -42,7 +73,106 @@ static void primary_table(double x, double o, double w, int n, const imrt_fspb_p
     p1 = p1 < i1 ? p1 : i1;
     if (p0 > p1)
         return;
-    edge_table(x, o, w, P->sp, p0, p1, E, out + (p0 - i0));
+    edge_table(erf_t, x, o, w, P->sp, p0, p1, E, out + (p0 - i0));
+}
+
+/* Fold for any cell map: every present cell visited once. */
+static void fold_general(const imrt_beam *b, int ju0, int ju1, int jv0, int jv1, double cp,
+                         double cs, const double *ppx, const double *psx, const double *ppy,
+                         const double *psy, double *acc)
+{
+    const int wn = ju1 - ju0 + 1;
+    for (int iv = 0; iv < b->nv; iv++) {
+        const int tv = iv < jv0 ? jv0 : (iv > jv1 ? jv1 : iv);
+        double *ar = acc + (int64_t)(tv - jv0) * wn;
+        const double rp = cp * ppy[iv], rs = cs * psy[iv];
+        const int32_t *cell = b->cell + (int64_t)b->nu * iv;
+        double left = 0.0, right = 0.0;
+        for (int iu = 0; iu < ju0; iu++)
+            if (cell[iu] >= 0)
+                left += rp * ppx[iu] + rs * psx[iu];
+        for (int iu = ju1 + 1; iu < b->nu; iu++)
+            if (cell[iu] >= 0)
+                right += rp * ppx[iu] + rs * psx[iu];
+        ar[0] += left;
+        ar[wn - 1] += right;
+        for (int iu = ju0; iu <= ju1; iu++)
+            if (cell[iu] >= 0)
+                ar[iu - ju0] += rp * ppx[iu] + rs * psx[iu];
+    }
+}
+
+/* Prefix sums S[0] = 0, S[k+1] = S[k] + t[k], k < n. */
+static void prefix(const double *t, int n, double *S)
+{
+    S[0] = 0.0;
+    for (int k = 0; k < n; k++)
+        S[k + 1] = S[k] + t[k];
+}
+
+/* Sum of t over [a, b] intersected with the run [f, l], from prefix sums S. */
+static inline double run_sum(const double *S, int a, int b, int f, int l)
+{
+    const int lo = a > f ? a : f, hi = b < l ? b : l;
+    return hi >= lo ? S[hi + 1] - S[lo] : 0.0;
+}
+
+/* Fold for cell maps whose rows and columns are single runs: the sums over
+ * the far cells come from prefix sums, O(nu + nv + window) per point. The
+ * result equals fold_general's up to rounding. */
+static void fold_contiguous(const imrt_fspb_beam *B, int ju0, int ju1, int jv0, int jv1,
+                            double cp, double cs, const double *ppx, const double *psx,
+                            const double *ppy, const double *psy, double *scratch, double *acc)
+{
+    const imrt_beam *b = B->beam;
+    const int nu = b->nu, nv = b->nv, wn = ju1 - ju0 + 1;
+    const int32_t *rs_ = B->span, *cs_ = B->span + 2 * nv;
+    double *SXp = scratch, *SXs = SXp + nu + 1, *SYp = SXs + nu + 1, *SYs = SYp + nv + 1;
+    prefix(ppx, nu, SXp);
+    prefix(psx, nu, SXs);
+    prefix(ppy, nv, SYp);
+    prefix(psy, nv, SYs);
+    /* Rows of the window band: own cells, plus left and right runs. */
+    for (int iv = jv0; iv <= jv1; iv++) {
+        double *ar = acc + (int64_t)(iv - jv0) * wn;
+        const double rp = cp * ppy[iv], rs = cs * psy[iv];
+        const int f = rs_[2 * iv], l = rs_[2 * iv + 1];
+        const int32_t *cell = b->cell + (int64_t)nu * iv;
+        for (int iu = ju0; iu <= ju1; iu++)
+            if (cell[iu] >= 0)
+                ar[iu - ju0] = rp * ppx[iu] + rs * psx[iu];
+        if (ju0 > 0)
+            ar[0] += rp * run_sum(SXp, 0, ju0 - 1, f, l) + rs * run_sum(SXs, 0, ju0 - 1, f, l);
+        if (ju1 < nu - 1)
+            ar[wn - 1] += rp * run_sum(SXp, ju1 + 1, nu - 1, f, l) +
+                          rs * run_sum(SXs, ju1 + 1, nu - 1, f, l);
+    }
+    /* Rows above (side 0) and below (side 1) the band fold onto its edge rows. */
+    for (int side = 0; side < 2; side++) {
+        const int a = side ? jv1 + 1 : 0, z = side ? nv - 1 : jv0 - 1;
+        if (a > z)
+            continue;
+        double *ar = acc + (int64_t)(side ? jv1 - jv0 : 0) * wn;
+        /* window columns: column runs */
+        for (int iu = ju0; iu <= ju1; iu++) {
+            const int f = cs_[2 * iu], l = cs_[2 * iu + 1];
+            ar[iu - ju0] += cp * ppx[iu] * run_sum(SYp, a, z, f, l) +
+                            cs * psx[iu] * run_sum(SYs, a, z, f, l);
+        }
+        /* corners: row by row */
+        double left = 0.0, right = 0.0;
+        for (int iv = a; iv <= z; iv++) {
+            const int f = rs_[2 * iv], l = rs_[2 * iv + 1];
+            const double rp = cp * ppy[iv], rs = cs * psy[iv];
+            if (ju0 > 0)
+                left += rp * run_sum(SXp, 0, ju0 - 1, f, l) + rs * run_sum(SXs, 0, ju0 - 1, f, l);
+            if (ju1 < nu - 1)
+                right += rp * run_sum(SXp, ju1 + 1, nu - 1, f, l) +
+                         rs * run_sum(SXs, ju1 + 1, nu - 1, f, l);
+        }
+        ar[0] += left;
+        ar[wn - 1] += right;
+    }
 }
 
 int64_t imrt_fspb_row_tab(const imrt_fspb_beam *B, const imrt_fspb_point *P, double *work,
@@ -60,10 +190,11 @@ int64_t imrt_fspb_row_tab(const imrt_fspb_beam *B, const imrt_fspb_point *P, dou
     const int tv0 = fold ? 0 : jv0, tv1 = fold ? b->nv - 1 : jv1;
     const int nu = tu1 - tu0 + 1, nv = tv1 - tv0 + 1;
     double *psx = work, *ppx = psx + nu, *psy = ppx + nu, *ppy = psy + nv, *E = ppy + nv;
-    edge_table(P->u, b->u0, w, P->ss, tu0, tu1, E, psx);
-    edge_table(P->v, b->v0, w, P->ss, tv0, tv1, E, psy);
-    primary_table(P->u, b->u0, w, b->nu, P, tu0, tu1, E, ppx);
-    primary_table(P->v, b->v0, w, b->nv, P, tv0, tv1, E, ppy);
+    const imrt_erf_table *et = B->erf;
+    edge_table(et, P->u, b->u0, w, P->ss, tu0, tu1, E, psx);
+    edge_table(et, P->v, b->v0, w, P->ss, tv0, tv1, E, psy);
+    primary_table(et, P->u, b->u0, w, b->nu, P, tu0, tu1, E, ppx);
+    primary_table(et, P->v, b->v0, w, b->nv, P, tv0, tv1, E, ppy);
     int64_t n = 0;
     if (!fold) {
         for (int iv = jv0; iv <= jv1; iv++) {
@@ -86,24 +217,10 @@ int64_t imrt_fspb_row_tab(const imrt_fspb_beam *B, const imrt_fspb_point *P, dou
     double *acc = E + (b->nu > b->nv ? b->nu : b->nv) + 2;
     for (int q = 0; q < wn * wv; q++)
         acc[q] = 0.0;
-    for (int iv = 0; iv < b->nv; iv++) {
-        const int tv = iv < jv0 ? jv0 : (iv > jv1 ? jv1 : iv);
-        double *ar = acc + (int64_t)(tv - jv0) * wn;
-        const double rp = cp * ppy[iv], rs = cs * psy[iv];
-        const int32_t *cell = b->cell + (int64_t)b->nu * iv;
-        double left = 0.0, right = 0.0;
-        for (int iu = 0; iu < ju0; iu++)
-            if (cell[iu] >= 0)
-                left += rp * ppx[iu] + rs * psx[iu];
-        for (int iu = ju1 + 1; iu < b->nu; iu++)
-            if (cell[iu] >= 0)
-                right += rp * ppx[iu] + rs * psx[iu];
-        ar[0] += left;
-        ar[wn - 1] += right;
-        for (int iu = ju0; iu <= ju1; iu++)
-            if (cell[iu] >= 0)
-                ar[iu - ju0] += rp * ppx[iu] + rs * psx[iu];
-    }
+    if (B->contiguous)
+        fold_contiguous(B, ju0, ju1, jv0, jv1, cp, cs, ppx, psx, ppy, psy, acc + wn * wv, acc);
+    else
+        fold_general(b, ju0, ju1, jv0, jv1, cp, cs, ppx, psx, ppy, psy, acc);
     imrt_fspb_fold_absent(b, B->nearest, ju0, ju1, jv0, jv1, acc);
     for (int iv = jv0; iv <= jv1; iv++) {
         const int32_t *cell = b->cell + (int64_t)b->nu * iv;
@@ -175,6 +292,11 @@ void imrt_fspb_beams_free(imrt_fspb_beam **pB, int nbeams)
     for (int b = 0; b < nbeams; b++) {
         imrt_free((*pB)[b].cum);
         imrt_free((*pB)[b].nearest);
+        imrt_free((*pB)[b].span);
+    }
+    if (nbeams > 0) {
+        imrt_erf_table *t = (imrt_erf_table *)(uintptr_t)(*pB)[0].erf;
+        imrt_erf_table_free(&t);
     }
     imrt_free(*pB);
     *pB = NULL;
@@ -220,11 +342,63 @@ cleanup:
     return status;
 }
 
+/* First and last present cell of every row and column; *contiguous = 1 when
+ * each row and column holds a single run. */
+static imrt_status spans(const imrt_beam *b, int32_t **out, int *contiguous)
+{
+    imrt_status status = IMRT_OK;
+    int32_t *sp = NULL;
+    const int nu = b->nu, nv = b->nv;
+    IMRT_ALLOC(sp, 2 * (int64_t)nv + 2 * (int64_t)nu);
+    int ok = 1;
+    for (int iv = 0; iv < nv; iv++) {
+        int f = nu, l = -1, runs = 0, prev = 0;
+        for (int iu = 0; iu < nu; iu++) {
+            const int p = b->cell[iu + (int64_t)nu * iv] >= 0;
+            if (p) {
+                f = iu < f ? iu : f;
+                l = iu;
+            }
+            runs += p && !prev;
+            prev = p;
+        }
+        sp[2 * iv] = f;
+        sp[2 * iv + 1] = l;
+        ok &= runs <= 1;
+    }
+    for (int iu = 0; iu < nu; iu++) {
+        int f = nv, l = -1, runs = 0, prev = 0;
+        for (int iv = 0; iv < nv; iv++) {
+            const int p = b->cell[iu + (int64_t)nu * iv] >= 0;
+            if (p) {
+                f = iv < f ? iv : f;
+                l = iv;
+            }
+            runs += p && !prev;
+            prev = p;
+        }
+        sp[2 * nv + 2 * iu] = f;
+        sp[2 * nv + 2 * iu + 1] = l;
+        ok &= runs <= 1;
+    }
+    *contiguous = ok;
+    *out = sp;
+    sp = NULL;
+cleanup:
+    imrt_free(sp);
+    return status;
+}
+
 imrt_status imrt_fspb_beams_create(const imrt_beamset *bs, imrt_fspb_beam **out)
 {
     imrt_status status = IMRT_OK;
     imrt_fspb_beam *B = NULL;
+    imrt_erf_table *et = NULL;
     IMRT_ALLOC(B, bs->nbeams);
+    IMRT_TRY(imrt_erf_table_create(&et));
+    for (int b = 0; b < bs->nbeams; b++)
+        B[b].erf = et;
+    et = NULL;
     for (int b = 0; b < bs->nbeams; b++) {
         const imrt_beam *bm = &bs->beams[b];
         B[b].beam = bm;
@@ -240,6 +414,7 @@ imrt_status imrt_fspb_beams_create(const imrt_beamset *bs, imrt_fspb_beam **out)
             }
         }
         IMRT_TRY(nearest_map(bm, &B[b].nearest));
+        IMRT_TRY(spans(bm, &B[b].span, &B[b].contiguous));
     }
     *out = B;
     B = NULL;
