@@ -289,7 +289,7 @@ imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
                   "the dij needs %.1f MiB (%lld voxels x %d beamlets, %lld entries) but the "
                   "memory budget is %.1f MiB (--max-memory); raise the budget, or reduce the "
                   "dij with a larger beamlet_mm (now %g mm), a coarser dose_grid_mm (now "
-                  "%g x %g x %g mm) or a smaller scatter radius (now %g mm)",
+                  "%g x %g x %g mm) or a smaller scatter_radius (coupling half-width, now %g mm)",
                   MIB(need), (long long)nrows, bs->nbeamlets, (long long)nnz, MIB(budget),
                   bs->beamlet_mm, ph->grid.dx, ph->grid.dy, ph->grid.dz, s.cut.radius);
     IMRT_TRY(imrt_dij_alloc(&ph->grid, nrows, bs->nbeamlets, nnz, bs->nbeams, &d));
