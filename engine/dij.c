@@ -45,8 +45,11 @@ void imrt_dij_destroy(imrt_dij **pd)
     *pd = NULL;
 }
 
-imrt_status imrt_dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols, int64_t nnz,
-                           int nbeams, imrt_dij **out)
+/* imrt_dij_alloc; with zero_entries == 0 the col and val arrays are left
+ * uninitialised (the build writes every entry, in parallel, so that the
+ * pages are first touched by the threads that fill them). */
+static imrt_status dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols, int64_t nnz,
+                             int nbeams, int zero_entries, imrt_dij **out)
 {
     imrt_status status = IMRT_OK;
     imrt_dij *d = NULL;
@@ -67,9 +70,15 @@ imrt_status imrt_dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols, 
     d->nnz = nnz;
     d->nbeams = nbeams;
     IMRT_ALLOC(d->rowptr, nrows + 1);
-    if (nnz > 0) {
+    if (nnz > 0 && zero_entries) {
         IMRT_ALLOC(d->col, nnz);
         IMRT_ALLOC(d->val, nnz);
+    } else if (nnz > 0) {
+        d->col = imrt_malloc((size_t)nnz * sizeof *d->col);
+        d->val = imrt_malloc((size_t)nnz * sizeof *d->val);
+        if (!d->col || !d->val)
+            IMRT_FAIL(IMRT_ERR_NOMEM, "cannot allocate %lld dij entries (%.1f MiB)",
+                      (long long)nnz, (double)nnz * 8.0 / 1048576.0);
     }
     if (nrows > 0)
         IMRT_ALLOC(d->voxel, nrows);
@@ -83,6 +92,12 @@ imrt_status imrt_dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols, 
 cleanup:
     imrt_dij_destroy(&d);
     return status;
+}
+
+imrt_status imrt_dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols, int64_t nnz,
+                           int nbeams, imrt_dij **out)
+{
+    return dij_alloc(grid, nrows, ncols, nnz, nbeams, 1, out);
 }
 
 imrt_status imrt_dij_validate(const imrt_dij *d)
@@ -292,7 +307,7 @@ imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
                   "%g x %g x %g mm) or a smaller scatter_radius (coupling half-width, now %g mm)",
                   MIB(need), (long long)nrows, bs->nbeamlets, (long long)nnz, MIB(budget),
                   bs->beamlet_mm, ph->grid.dx, ph->grid.dy, ph->grid.dz, s.cut.radius);
-    IMRT_TRY(imrt_dij_alloc(&ph->grid, nrows, bs->nbeamlets, nnz, bs->nbeams, &d));
+    IMRT_TRY(dij_alloc(&ph->grid, nrows, bs->nbeamlets, nnz, bs->nbeams, 0, &d));
     memcpy(d->rowptr, s.rowptr, (size_t)(nrows + 1) * sizeof *d->rowptr);
     memcpy(d->voxel, s.voxel, (size_t)nrows * sizeof *d->voxel);
     imrt_free(s.rowptr);

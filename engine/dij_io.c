@@ -8,6 +8,7 @@
 #include "util_impl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,12 +192,22 @@ imrt_status imrt_dij_save(const imrt_dij *d, const char *path)
     unsigned char header[DIJ_HEADER_BYTES];
     pack_header(d, total, crc, header);
 
-    size_t len = strlen(path) + 16;
+    /* A fresh temporary name beside the target (mode 0666 less the umask). */
+    size_t len = strlen(path) + 48;
     IMRT_ALLOC(tmp, len);
-    snprintf(tmp, len, "%s.tmpXXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0)
-        IMRT_FAIL(IMRT_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    for (int attempt = 0; fd < 0 && attempt < 100; attempt++) {
+        snprintf(tmp, len, "%s.tmp.%ld.%d", path, (long)getpid(), attempt);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        const int err = errno;
+        imrt_free(tmp);
+        tmp = NULL; /* nothing was created */
+        IMRT_FAIL(IMRT_ERR_IO, "cannot create a temporary file beside %s: %s", path,
+                  strerror(err));
+    }
     f = fdopen(fd, "wb");
     if (!f)
         IMRT_FAIL(IMRT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
