@@ -60,6 +60,37 @@ static void edge_table(const imrt_erf_table *erf_t, double x, double o, double w
         out[q] = 0.5 * (E[q] - E[q + 1]);
 }
 
+/* Scatter table by Simpson's rule when sigma >= IMRT_SIMPSON_MIN_RATIO * w:
+ * P = w/6 (phi(left edge) + 4 phi(centre) + phi(right edge)), the Gaussian
+ * values on the half-cell progression from a two-multiplication
+ * recurrence. Relative error (w/sigma)^4 / 2880 < 3e-7 (checked against
+ * the erf reference by tests/test_pencilbeam.c). Falls back to the erf
+ * table for narrow Gaussians or when the recurrence would under/overflow. */
+#define IMRT_SIMPSON_MIN_RATIO 6.0
+static void scatter_table(const imrt_erf_table *erf_t, double x, double o, double w, double sigma,
+                          int i0, int i1, double *E, double *out)
+{
+    const double d = 0.5 * w, inv2s2 = 0.5 / (sigma * sigma);
+    const double s0 = x - (o + (i0 - 0.5) * w);
+    double g = exp(-s0 * s0 * inv2s2), rho = exp((2.0 * s0 * d - d * d) * inv2s2);
+    const double c = exp(-2.0 * d * d * inv2s2);
+    const double span = fabs(s0) + (i1 - i0 + 1) * w;
+    if (sigma < IMRT_SIMPSON_MIN_RATIO * w || span * span * inv2s2 > 600.0 || !(g > 0) ||
+        !isfinite(rho)) {
+        edge_table(erf_t, x, o, w, sigma, i0, i1, E, out);
+        return;
+    }
+    const double k = w / 6.0 / (sigma * sqrt(2.0 * IMRT_PI));
+    for (int q = 0; q <= i1 - i0; q++) {
+        const double g1 = g * rho;
+        rho *= c;
+        const double g2 = g1 * rho;
+        rho *= c;
+        out[q] = k * (g + 4.0 * g1 + g2);
+        g = g2;
+    }
+}
+
 /* Primary table over the box i0..i1: zero outside the primary range. */
 static void primary_table(const imrt_erf_table *erf_t, double x, double o, double w, int n,
                           const imrt_fspb_point *P, int i0, int i1, double *E, double *out)
@@ -191,8 +222,8 @@ int64_t imrt_fspb_row_tab(const imrt_fspb_beam *B, const imrt_fspb_point *P, dou
     const int nu = tu1 - tu0 + 1, nv = tv1 - tv0 + 1;
     double *psx = work, *ppx = psx + nu, *psy = ppx + nu, *ppy = psy + nv, *E = ppy + nv;
     const imrt_erf_table *et = B->erf;
-    edge_table(et, P->u, b->u0, w, P->ss, tu0, tu1, E, psx);
-    edge_table(et, P->v, b->v0, w, P->ss, tv0, tv1, E, psy);
+    scatter_table(et, P->u, b->u0, w, P->ss, tu0, tu1, E, psx);
+    scatter_table(et, P->v, b->v0, w, P->ss, tv0, tv1, E, psy);
     primary_table(et, P->u, b->u0, w, b->nu, P, tu0, tu1, E, ppx);
     primary_table(et, P->v, b->v0, w, b->nv, P, tv0, tv1, E, ppy);
     int64_t n = 0;
