@@ -203,7 +203,7 @@ static const imrt_cli_command commands[] = {
     {"dose", "forward dose for given beamlet weights (default: all 1)",
      "usage: imrt dose SPEC -o DIR [--weights FILE] [--machine FILE] [--cutoff] [--threads N]\n",
      imrt_cmd_dose},
-        {"dvh", "DVHs of a dose file per structure of a label map, as CSV and a summary",
+    {"dvh", "DVHs of a dose file per structure of a label map, as CSV and a summary",
      "usage: imrt dvh DOSE.nii.gz STRUCTURES.nii.gz [--legend FILE] [--bin GY] [-o FILE.csv]\n",
      imrt_cmd_dvh},
     {"gamma", "gamma index between two dose files",
