@@ -68,4 +68,7 @@ int imrt_cli_parse_simple(int argc, char **argv, const imrt_cli_command *cmd,
                           imrt_cli_common *c, const char **out_dir, int need_positional,
                           const char **positional);
 
+/* Subcommand entry points (argv[0] is the subcommand name). */
+int imrt_cmd_phantom(int argc, char **argv); /* engine/cli_phantom.c */
+
 #endif /* IMRT_CLI_IMPL_H */

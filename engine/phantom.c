@@ -179,3 +179,187 @@ void imrt_phantom_label_map(const imrt_phantom *p, uint8_t *labels)
         labels[v] = (uint8_t)(best + 1);
     }
 }
+
+/* ---- masks: margins and resampling ---- */
+
+#define IMRT_MARGIN_FAR 4.0f       /* "unreached" scaled squared distance */
+#define IMRT_MARGIN_TOL 1e-5f      /* slack on the <= 1 test (float sums) */
+
+int64_t imrt_mask_count(const imrt_grid *g, const uint8_t *mask)
+{
+    int64_t n = imrt_grid_nvox(g), c = 0;
+    for (int64_t v = 0; v < n; v++)
+        c += mask[v] != 0;
+    return c;
+}
+
+/* Windowed lower envelope along one axis: dst[p] = min over seeds q of the
+ * line of src[q] + cost(p - q), where cost(+d) = (d*h/m_plus)^2 for d > 0
+ * and (d*h/m_minus)^2 for d < 0, and only costs <= 1 matter. */
+static void margin_pass(const imrt_grid *g, int axis, const float *src, float *dst,
+                        const float *cost_pos, int wpos, const float *cost_neg, int wneg)
+{
+    const int n[3] = {g->nx, g->ny, g->nz};
+    const int64_t stride[3] = {1, (int64_t)g->nx, (int64_t)g->nx * g->ny};
+    int a1 = (axis + 1) % 3, a2 = (axis + 2) % 3;
+    int len = n[axis];
+    int64_t s = stride[axis];
+    for (int y = 0; y < n[a2]; y++)
+        for (int x = 0; x < n[a1]; x++) {
+            int64_t base = (int64_t)x * stride[a1] + (int64_t)y * stride[a2];
+            for (int p = 0; p < len; p++) {
+                float best = src[base + p * s];
+                if (best > 0.0f) {
+                    for (int d = 1; d <= wpos && d <= p; d++) {
+                        float t = src[base + (p - d) * s] + cost_pos[d];
+                        best = t < best ? t : best;
+                    }
+                    for (int d = 1; d <= wneg && p + d < len; d++) {
+                        float t = src[base + (p + d) * s] + cost_neg[d];
+                        best = t < best ? t : best;
+                    }
+                }
+                dst[base + p * s] = best;
+            }
+        }
+}
+
+static imrt_status check_margins(const double m[6])
+{
+    for (int i = 0; i < 6; i++)
+        if (!isfinite(m[i]) || m[i] < 0.0 || m[i] > 1000.0)
+            return imrt_error(IMRT_ERR_RANGE, "margin %d = %g mm is outside [0, 1000] mm", i, m[i]);
+    return IMRT_OK;
+}
+
+/* Window (in voxels) of a margin m along spacing h, capped by the line length. */
+static int margin_window(double m, double h, int len)
+{
+    if (m <= 0.0)
+        return 0;
+    double w = floor(m / h + 1e-9);
+    return w > (double)(len - 1) ? len - 1 : (int)w;
+}
+
+imrt_status imrt_mask_expand(const imrt_grid *g, const uint8_t *in, const double margin_mm[6],
+                             uint8_t *out)
+{
+    imrt_status status = IMRT_OK;
+    float *f = NULL, *h = NULL, *cost = NULL;
+    if (!g || !in || !margin_mm || !out)
+        return imrt_error(IMRT_ERR_ARG, "imrt_mask_expand: NULL argument");
+    status = check_margins(margin_mm);
+    if (status != IMRT_OK)
+        return status;
+    int64_t nvox = imrt_grid_nvox(g);
+    const int n[3] = {g->nx, g->ny, g->nz};
+    const double sp[3] = {g->dx, g->dy, g->dz};
+    int maxlen = IMRT_MAX(n[0], IMRT_MAX(n[1], n[2]));
+    IMRT_ALLOC(f, nvox);
+    IMRT_ALLOC(h, nvox);
+    IMRT_ALLOC(cost, 2 * (int64_t)maxlen + 2);
+    for (int64_t v = 0; v < nvox; v++)
+        f[v] = in[v] ? 0.0f : IMRT_MARGIN_FAR;
+    for (int a = 0; a < 3; a++) {
+        double mneg = margin_mm[2 * a], mpos = margin_mm[2 * a + 1];
+        int wpos = margin_window(mpos, sp[a], n[a]);
+        int wneg = margin_window(mneg, sp[a], n[a]);
+        if (wpos == 0 && wneg == 0)
+            continue;
+        float *cpos = cost, *cneg = cost + maxlen + 1;
+        for (int d = 0; d <= wpos; d++) {
+            double t = d * sp[a] / mpos;
+            cpos[d] = (float)(t * t);
+        }
+        for (int d = 0; d <= wneg; d++) {
+            double t = d * sp[a] / mneg;
+            cneg[d] = (float)(t * t);
+        }
+        margin_pass(g, a, f, h, cpos, wpos, cneg, wneg);
+        float *t = f;
+        f = h;
+        h = t;
+    }
+    for (int64_t v = 0; v < nvox; v++)
+        out[v] = f[v] <= 1.0f + IMRT_MARGIN_TOL;
+cleanup:
+    imrt_free(f);
+    imrt_free(h);
+    imrt_free(cost);
+    return status;
+}
+
+imrt_status imrt_mask_shrink(const imrt_grid *g, const uint8_t *in, const double margin_mm[6],
+                             uint8_t *out)
+{
+    imrt_status status = IMRT_OK;
+    uint8_t *tmp = NULL;
+    if (!g || !in || !margin_mm || !out)
+        return imrt_error(IMRT_ERR_ARG, "imrt_mask_shrink: NULL argument");
+    IMRT_TRY(check_margins(margin_mm));
+    int64_t nvox = imrt_grid_nvox(g);
+    IMRT_ALLOC(tmp, nvox);
+    for (int64_t v = 0; v < nvox; v++)
+        tmp[v] = !in[v];
+    const double mirrored[6] = {margin_mm[1], margin_mm[0], margin_mm[3],
+                                margin_mm[2], margin_mm[5], margin_mm[4]};
+    IMRT_TRY(imrt_mask_expand(g, tmp, mirrored, tmp));
+    for (int64_t v = 0; v < nvox; v++)
+        out[v] = !tmp[v];
+cleanup:
+    imrt_free(tmp);
+    return status;
+}
+
+/* Nearest source index along one axis for a target centre, clamped. */
+static int nearest_clamped(double x, double origin, double h, int n)
+{
+    double c = floor((x - origin) / h + 0.5);
+    if (!(c >= 0.0))
+        return 0;
+    if (c > (double)(n - 1))
+        return n - 1;
+    return (int)c;
+}
+
+imrt_status imrt_phantom_resample(const imrt_phantom *p, const imrt_grid *g,
+                                  imrt_phantom **out)
+{
+    imrt_status status = IMRT_OK;
+    imrt_phantom *q = NULL;
+    int64_t *src = NULL;
+    if (!p || !g || !out)
+        return imrt_error(IMRT_ERR_ARG, "imrt_phantom_resample: NULL argument");
+    *out = NULL;
+    IMRT_TRY(imrt_phantom_create(g, p->name, 0.0f, &q));
+    int64_t n = imrt_grid_nvox(g);
+    IMRT_ALLOC(src, n);
+    const imrt_grid *sg = &p->grid;
+    for (int k = 0; k < g->nz; k++) {
+        int ks = nearest_clamped(g->origin[2] + k * g->dz, sg->origin[2], sg->dz, sg->nz);
+        for (int j = 0; j < g->ny; j++) {
+            int js = nearest_clamped(g->origin[1] + j * g->dy, sg->origin[1], sg->dy, sg->ny);
+            for (int i = 0; i < g->nx; i++) {
+                int is = nearest_clamped(g->origin[0] + i * g->dx, sg->origin[0], sg->dx, sg->nx);
+                int64_t v = imrt_grid_index(g, i, j, k);
+                src[v] = imrt_grid_index(sg, is, js, ks);
+                q->density[v] = p->density[src[v]];
+            }
+        }
+    }
+    for (int s = 0; s < p->nstructures; s++) {
+        const imrt_structure *ps = &p->structures[s];
+        int idx = -1;
+        IMRT_TRY(imrt_phantom_add_structure(q, ps->name, ps->kind, ps->priority, &idx));
+        imrt_structure *qs = &q->structures[idx];
+        for (int64_t v = 0; v < n; v++)
+            qs->mask[v] = ps->mask[src[v]] ? 1 : 0;
+        imrt_structure_recount(q, qs);
+    }
+    *out = q;
+    q = NULL;
+cleanup:
+    imrt_free(src);
+    imrt_phantom_destroy(&q);
+    return status;
+}

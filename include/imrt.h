@@ -8,8 +8,10 @@
 #include "imrt/context.h"
 #include "imrt/dij.h"
 #include "imrt/grid.h"
+#include "imrt/matrad.h"
 #include "imrt/phantom.h"
 #include "imrt/plan.h"
+#include "imrt/spec.h"
 #include "imrt/status.h"
 
 #endif /* IMRT_H */
