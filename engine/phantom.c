@@ -262,6 +262,9 @@ imrt_status imrt_mask_expand(const imrt_grid *g, const uint8_t *in, const double
         f[v] = in[v] ? 0.0f : IMRT_MARGIN_FAR;
     for (int a = 0; a < 3; a++) {
         double mneg = margin_mm[2 * a], mpos = margin_mm[2 * a + 1];
+        /* the surface lies beyond the outermost centres: see phantom.h */
+        mneg = mneg > 0.0 ? mneg + IMRT_MARGIN_BOUNDARY_OFFSET * sp[a] : 0.0;
+        mpos = mpos > 0.0 ? mpos + IMRT_MARGIN_BOUNDARY_OFFSET * sp[a] : 0.0;
         int wpos = margin_window(mpos, sp[a], n[a]);
         int wneg = margin_window(mneg, sp[a], n[a]);
         if (wpos == 0 && wneg == 0)
