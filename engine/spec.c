@@ -101,7 +101,11 @@ typedef struct {
     double *analytic_cc;        /* per structure, < 0 if none */
     int total_weight;
     int imported, resampled;
+    uint8_t **shape_masks;      /* per shape: cached rasterisation or NULL */
+    int64_t cached_bytes;       /* bytes held by shape_masks */
 } spec_ctx;
+
+#define SHAPE_CACHE_BYTES (256L << 20) /* cache rasterised shapes up to this */
 
 /* Arena: every parse-time block is recorded and freed at the end. */
 static void *arena_alloc(spec_ctx *c, size_t n, size_t size)
@@ -132,6 +136,11 @@ static void ctx_free(spec_ctx *c)
         imrt_free(c->lines[i].path);
     imrt_free(c->lines);
     imrt_free(c->analytic_cc);
+    if (c->shape_masks) {
+        for (int i = 0; i < c->nshapes; i++)
+            imrt_free(c->shape_masks[i]);
+        imrt_free(c->shape_masks);
+    }
     imrt_phantom_destroy(&c->phantom);
 }
 
@@ -1206,6 +1215,27 @@ static imrt_status parse_expr_object(spec_ctx *c, json_t *obj, const char *path,
     return IMRT_OK;
 }
 
+static const imrt_shape *analytic_solid(const spec_ctx *c, const expr_t *e);
+
+/* out &= (inside solid) when keep, out &= !(inside solid) otherwise; the
+ * solid is tested only at voxels already in out (cheap for half-spaces and
+ * large solids cutting small structures). */
+static void restrict_by_solid(const imrt_grid *g, const imrt_shape *solid, int keep, uint8_t *out)
+{
+    for (int k = 0; k < g->nz; k++)
+        for (int j = 0; j < g->ny; j++) {
+            int64_t row = imrt_grid_index(g, 0, j, k);
+            double q[3] = {0.0, g->origin[1] + j * g->dy, g->origin[2] + k * g->dz};
+            for (int i = 0; i < g->nx; i++) {
+                if (!out[row + i])
+                    continue;
+                q[0] = g->origin[0] + i * g->dx;
+                if (imrt_shape_contains(solid, q) != keep)
+                    out[row + i] = 0;
+            }
+        }
+}
+
 /* Evaluate an expression into out (nvox bytes, 0/1). */
 static imrt_status eval_expr(spec_ctx *c, const expr_t *e, uint8_t *out)
 {
@@ -1218,9 +1248,24 @@ static imrt_status eval_expr(spec_ctx *c, const expr_t *e, uint8_t *out)
         memset(out, 0, (size_t)n);
         imrt_shape_rasterise(&e->shape, g, out, 1);
         break;
-    case OP_REF_SHAPE:
+    case OP_REF_SHAPE: {
+        /* shapes referenced by name are often used several times: cache */
+        uint8_t *cached = c->shape_masks ? c->shape_masks[e->ref] : NULL;
+        if (cached) {
+            memcpy(out, cached, (size_t)n);
+            break;
+        }
         IMRT_TRY(eval_expr(c, c->shapes[e->ref].geom, out));
+        if (c->shape_masks && c->cached_bytes + n <= SHAPE_CACHE_BYTES) {
+            uint8_t *copy = imrt_malloc((size_t)n);
+            if (copy) { /* no memory for the cache is not an error */
+                memcpy(copy, out, (size_t)n);
+                c->shape_masks[e->ref] = copy;
+                c->cached_bytes += n;
+            }
+        }
         break;
+    }
     case OP_REF_STRUCT: {
         const uint8_t *m = c->phantom->structures[e->ref].mask;
         for (int64_t v = 0; v < n; v++)
@@ -1234,6 +1279,11 @@ static imrt_status eval_expr(spec_ctx *c, const expr_t *e, uint8_t *out)
         if (e->nargs > 1)
             IMRT_ALLOC(tmp, n);
         for (int a = 1; a < e->nargs; a++) {
+            const imrt_shape *solid = analytic_solid(c, e->args[a]);
+            if (solid && e->op != OP_UNION) {
+                restrict_by_solid(g, solid, e->op == OP_INTER, out);
+                continue;
+            }
             IMRT_TRY(eval_expr(c, e->args[a], tmp));
             if (e->op == OP_UNION)
                 for (int64_t v = 0; v < n; v++)
@@ -1272,11 +1322,21 @@ static imrt_status eval_expr(spec_ctx *c, const expr_t *e, uint8_t *out)
         if (!tmp)
             IMRT_ALLOC(tmp, n);
         if (e->within) {
-            IMRT_TRY(eval_expr(c, e->within, tmp));
-            for (int64_t v = 0; v < n; v++)
-                out[v] &= tmp[v];
+            const imrt_shape *solid = analytic_solid(c, e->within);
+            if (solid) {
+                restrict_by_solid(g, solid, 1, out);
+            } else {
+                IMRT_TRY(eval_expr(c, e->within, tmp));
+                for (int64_t v = 0; v < n; v++)
+                    out[v] &= tmp[v];
+            }
         }
         for (int i = 0; i < e->nminus; i++) {
+            const imrt_shape *solid = analytic_solid(c, e->minus[i]);
+            if (solid) {
+                restrict_by_solid(g, solid, 0, out);
+                continue;
+            }
             IMRT_TRY(eval_expr(c, e->minus[i], tmp));
             for (int64_t v = 0; v < n; v++)
                 out[v] &= (uint8_t)!tmp[v];
@@ -1495,6 +1555,9 @@ static imrt_status parse_shapes(spec_ctx *c, json_t *ph, const char *path, uint8
     size_t n = json_array_size(arr);
     c->shapes = arena_alloc(c, n, sizeof *c->shapes);
     if (!c->shapes)
+        return imrt_error(IMRT_ERR_NOMEM, "%s: out of memory", c->label);
+    c->shape_masks = imrt_calloc(n ? n : 1, sizeof *c->shape_masks);
+    if (!c->shape_masks)
         return imrt_error(IMRT_ERR_NOMEM, "%s: out of memory", c->label);
     for (size_t i = 0; i < n; i++) {
         char sp[PATH_LEN];
