@@ -585,7 +585,7 @@ imrt_status imrt_matrad_import(const char *path, const imrt_hu_table *table, imr
             numeric_at(iv, e, &x);
             if (!(x >= 1.0 && x <= (double)nvox) || x != floor(x))
                 IMRT_FAIL(IMRT_ERR_FORMAT,
-                          "%s: cst{%zu,4} of '%s': voxel index %g (entry %zu) is outside the "
+                          "%s: cst{%zu,4} of '%s': voxel index %g (entry %zu) is not a whole number in the "
                           "cube's 1..%zu",
                           path, i + 1, name, x, e + 1, nvox);
             size_t lin = (size_t)x - 1;
