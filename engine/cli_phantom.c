@@ -348,10 +348,12 @@ static int write_outputs(const char *dir, const imrt_phantom *p, const imrt_plan
     fprintf(m, "# label name kind priority voxels volume_cm3 analytic_cm3 preview_char\n");
     for (int s = 0; s < p->nstructures; s++) {
         const imrt_structure *st = &p->structures[s];
-        fprintf(m, "%d %s %s %d %lld %.3f %.3f %c\n", s + 1, st->name,
+        char analytic[32] = "-";
+        if (info->volumes[s].analytic_cc > 0.0)
+            snprintf(analytic, sizeof analytic, "%.3f", info->volumes[s].analytic_cc);
+        fprintf(m, "%d %s %s %d %lld %.3f %s %c\n", s + 1, st->name,
                 imrt_structure_kind_name(st->kind), st->priority, (long long)st->count,
-                info->volumes[s].volume_cc, info->volumes[s].analytic_cc,
-                chars[s] ? chars[s] : '-');
+                info->volumes[s].volume_cc, analytic, chars[s] ? chars[s] : '-');
     }
     fclose(m);
     int ok = write_file(dir, "structures.txt", buf, len);
@@ -452,6 +454,10 @@ int imrt_cmd_phantom(int argc, char **argv)
                                     argc - optind);
     const char *spec = argv[optind];
     struct stat sb;
+    if (access(spec, R_OK) != 0) {
+        fprintf(stderr, "imrt phantom: cannot read spec '%s': %s\n", spec, strerror(errno));
+        return IMRT_EXIT_INPUT;
+    }
     if (dir && stat(dir, &sb) == 0 && !common.force) {
         fprintf(stderr, "imrt phantom: output folder '%s' exists; use --force to overwrite it\n",
                 dir);

@@ -1802,7 +1802,10 @@ static imrt_status parse_imported(spec_ctx *c, json_t *ph, const char *path)
     if (st != IMRT_OK) {
         char fp[PATH_LEN];
         join_key(fp, path, "file");
-        return st == IMRT_ERR_NOMEM ? st : perr(c, st, fp, "%s", imrt_last_error());
+        /* a file the spec names but that cannot be read is an input error */
+        return st == IMRT_ERR_NOMEM ? st
+                                    : perr(c, st == IMRT_ERR_IO ? IMRT_ERR_ARG : st, fp, "%s",
+                                           imrt_last_error());
     }
     c->imported = 1;
     if (c->grid_override > 0.0) {

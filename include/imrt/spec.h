@@ -76,8 +76,9 @@ typedef struct {
  * (defaults). `plan` may be NULL when only the anatomy is wanted (the plan
  * part is still validated). Relative file names inside the spec (imported
  * CTs) are resolved against the spec's folder.
- * Returns IMRT_OK, IMRT_ERR_ARG (NULL path/phantom, bad options),
- * IMRT_ERR_IO (cannot read), IMRT_ERR_PARSE (JSON syntax, unknown key,
+ * Returns IMRT_OK, IMRT_ERR_ARG (NULL path/phantom, bad options, an
+ * imported file that cannot be read), IMRT_ERR_IO (the spec file cannot be
+ * read), IMRT_ERR_PARSE (JSON syntax, unknown key,
  * wrong type, missing key), IMRT_ERR_RANGE (value out of range, grid too
  * big), IMRT_ERR_FORMAT (imported file unreadable), IMRT_ERR_NOMEM. */
 imrt_status imrt_spec_load(const char *path, const imrt_spec_options *opt,
