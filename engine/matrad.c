@@ -131,70 +131,298 @@ static uint32_t rd32(const unsigned char *b, int swap)
     return v;
 }
 
-/* Inflate `size` compressed bytes from f; they must form one complete zlib
- * stream whose content is a miMATRIX element of consistent length. */
-static imrt_status check_compressed(FILE *f, const char *path, long offset, uint32_t size,
-                                    int swap)
+/* A byte stream over one top-level variable: raw bytes of the file, or the
+ * inflated bytes of a compressed variable. The structural check reads
+ * headers and skips data through it, so nothing large is held in memory. */
+typedef struct {
+    FILE *f;
+    int compressed;
+    uint32_t left_in;          /* file bytes of this variable not read yet */
+    z_stream zs;
+    int zinit, zend;
+    unsigned char *in, *out;   /* CHUNK_IN, CHUNK_OUT bytes */
+    size_t out_pos, out_len;
+    uint64_t consumed;         /* bytes delivered so far */
+    int swap;
+    const char *path;
+    long offset;               /* of the variable in the file, for messages */
+} mstream;
+
+#define MS_CHUNK_IN (1u << 16)
+#define MS_CHUNK_OUT (1u << 18)
+#define MS_MAX_DEPTH 32
+
+/* Refill the output buffer; 0 at the end of the data, -1 on corrupt data. */
+static int ms_fill(mstream *m)
+{
+    m->out_pos = m->out_len = 0;
+    if (!m->compressed) {
+        size_t want = m->left_in < MS_CHUNK_OUT ? m->left_in : MS_CHUNK_OUT;
+        if (want == 0)
+            return 0;
+        size_t got = fread(m->out, 1, want, m->f);
+        m->left_in -= (uint32_t)got;
+        m->out_len = got;
+        return got == want ? 1 : -1;
+    }
+    while (m->out_len == 0) {
+        if (m->zend)
+            return 0;
+        if (m->zs.avail_in == 0) {
+            size_t want = m->left_in < MS_CHUNK_IN ? m->left_in : MS_CHUNK_IN;
+            if (want == 0)
+                return -1; /* input ends before the stream does */
+            size_t got = fread(m->in, 1, want, m->f);
+            if (got != want)
+                return -1;
+            m->left_in -= (uint32_t)got;
+            m->zs.next_in = m->in;
+            m->zs.avail_in = (uInt)got;
+        }
+        m->zs.next_out = m->out;
+        m->zs.avail_out = MS_CHUNK_OUT;
+        int ret = inflate(&m->zs, Z_NO_FLUSH);
+        if (ret != Z_OK && ret != Z_STREAM_END)
+            return -1;
+        if (ret == Z_STREAM_END)
+            m->zend = 1;
+        m->out_len = MS_CHUNK_OUT - m->zs.avail_out;
+    }
+    return 1;
+}
+
+/* Read (dst != NULL) or skip n bytes; 0 if the data ends first. */
+static int ms_take(mstream *m, void *dst, uint64_t n)
+{
+    unsigned char *d = dst;
+    while (n > 0) {
+        if (m->out_pos == m->out_len && ms_fill(m) <= 0)
+            return 0;
+        size_t k = m->out_len - m->out_pos;
+        if ((uint64_t)k > n)
+            k = (size_t)n;
+        if (d) {
+            memcpy(d, m->out + m->out_pos, k);
+            d += k;
+        }
+        m->out_pos += k;
+        m->consumed += k;
+        n -= k;
+    }
+    return 1;
+}
+
+#define MS_BAD(...)                                               \
+    do {                                                          \
+        return imrt_error(IMRT_ERR_FORMAT, __VA_ARGS__);          \
+    } while (0)
+
+/* One data-element tag: type, size, whether small (data inside the tag,
+ * already consumed) and the bytes the element occupies after its tag. */
+static imrt_status ms_tag(mstream *m, uint32_t *type, uint32_t *size, uint64_t *body,
+                          unsigned char *small)
+{
+    unsigned char b[8];
+    if (!ms_take(m, b, 4))
+        MS_BAD("%s: variable at byte %ld ends inside an element tag (truncated or corrupt)", m->path,
+               m->offset);
+    uint32_t t = rd32(b, m->swap);
+    if (t >> 16) { /* small data element: 4 bytes of data in the tag */
+        *type = t & 0xffffu;
+        *size = t >> 16;
+        if (*size > 4 || !ms_take(m, small ? small : b + 4, 4))
+            MS_BAD("%s: corrupt small element in the variable at byte %ld", m->path, m->offset);
+        *body = 0;
+        return IMRT_OK;
+    }
+    if (!ms_take(m, b + 4, 4))
+        MS_BAD("%s: variable at byte %ld ends inside an element tag (truncated or corrupt)", m->path,
+               m->offset);
+    *type = t;
+    *size = rd32(b + 4, m->swap);
+    *body = ((uint64_t)*size + 7u) / 8u * 8u;
+    return IMRT_OK;
+}
+
+/* Bytes per element of a MAT data type; 0 for non-numeric types. */
+static uint32_t mat_type_size(uint32_t t)
+{
+    switch (t) {
+    case 1: case 2: case 16: return 1; /* int8, uint8, utf8 */
+    case 3: case 4: case 17: return 2; /* int16, uint16, utf16 */
+    case 5: case 6: case 7: case 18: return 4; /* int32, uint32, single, utf32 */
+    case 9: case 12: case 13: return 8; /* double, int64, uint64 */
+    default: return 0;
+    }
+}
+
+/* Check one array element (the contents of a miMATRIX of `size` bytes):
+ * sub-elements fit, dimensions match the data, cells and structs recurse. */
+static imrt_status ms_matrix(mstream *m, uint32_t size, int depth)
+{
+    if (size == 0)
+        return IMRT_OK; /* an empty cell entry */
+    if (depth > MS_MAX_DEPTH)
+        MS_BAD("%s: variable at byte %ld nests deeper than %d levels", m->path, m->offset,
+               MS_MAX_DEPTH);
+    uint64_t start = m->consumed, end = start + size;
+    uint32_t type, esize;
+    uint64_t body;
+    imrt_status st;
+#define MS_FITS(what)                                                                       \
+    do {                                                                                    \
+        if (m->consumed + body > end)                                                       \
+            MS_BAD("%s: %s of the variable at byte %ld overruns its array (corrupt file)", \
+                   m->path, what, m->offset);                                               \
+    } while (0)
+    /* array flags */
+    if ((st = ms_tag(m, &type, &esize, &body, NULL)) != IMRT_OK)
+        return st;
+    unsigned char flags[8] = {0};
+    if (type != 6 || esize != 8 || body != 8)
+        MS_BAD("%s: bad array flags in the variable at byte %ld", m->path, m->offset);
+    MS_FITS("array flags");
+    ms_take(m, flags, 8);
+    uint32_t cls = rd32(flags, m->swap) & 0xffu;
+    int complex = (rd32(flags, m->swap) >> 11) & 1u;
+    /* dimensions */
+    if ((st = ms_tag(m, &type, &esize, &body, NULL)) != IMRT_OK)
+        return st;
+    if (type != 5 || esize < 8 || esize > 4 * 32 || esize % 4)
+        MS_BAD("%s: bad dimensions in the variable at byte %ld", m->path, m->offset);
+    MS_FITS("dimensions");
+    unsigned char dims[128];
+    ms_take(m, dims, body);
+    uint64_t numel = 1;
+    for (uint32_t i = 0; i < esize / 4; i++) {
+        uint32_t d = rd32(dims + 4 * i, m->swap);
+        if (d > 0x7fffffffu)
+            MS_BAD("%s: negative dimension in the variable at byte %ld", m->path, m->offset);
+        numel = d == 0 ? 0 : (numel > (UINT64_C(1) << 40) / d ? (UINT64_C(1) << 41) : numel * d);
+    }
+    if (numel > (UINT64_C(1) << 40))
+        MS_BAD("%s: absurd array size in the variable at byte %ld", m->path, m->offset);
+    /* name */
+    if ((st = ms_tag(m, &type, &esize, &body, NULL)) != IMRT_OK)
+        return st;
+    if ((type != 1 && type != 2) || esize > 4096)
+        MS_BAD("%s: bad array name in the variable at byte %ld", m->path, m->offset);
+    MS_FITS("array name");
+    ms_take(m, NULL, body);
+    if (cls == 1 || cls == 2) {
+        uint64_t nfields = 1;
+        if (cls == 2) {
+            unsigned char fl[4] = {0};
+            if ((st = ms_tag(m, &type, &esize, &body, fl)) != IMRT_OK)
+                return st;
+            if (type != 5 || esize != 4)
+                MS_BAD("%s: bad struct field-name length in the variable at byte %ld", m->path,
+                       m->offset);
+            if (body) {
+                MS_FITS("struct field-name length");
+                ms_take(m, fl, 4);
+                ms_take(m, NULL, body - 4);
+            }
+            uint32_t flen = rd32(fl, m->swap);
+            if ((st = ms_tag(m, &type, &esize, &body, NULL)) != IMRT_OK)
+                return st;
+            if (type != 1 && type != 2)
+                MS_BAD("%s: bad struct field names in the variable at byte %ld", m->path, m->offset);
+            MS_FITS("struct field names");
+            ms_take(m, NULL, body);
+            if (flen == 0 || flen > 4096 || esize % flen || esize / flen > 65536)
+                MS_BAD("%s: inconsistent struct field names in the variable at byte %ld", m->path,
+                       m->offset);
+            nfields = esize / flen;
+        }
+        uint64_t nchild = numel * nfields;
+        for (uint64_t i = 0; i < nchild; i++) {
+            if ((st = ms_tag(m, &type, &esize, &body, NULL)) != IMRT_OK)
+                return st;
+            if (type != 14)
+                MS_BAD("%s: a cell or struct entry of the variable at byte %ld is not an array",
+                       m->path, m->offset);
+            if (m->consumed + esize > end)
+                MS_BAD("%s: an entry of the variable at byte %ld overruns its array (corrupt file)",
+                       m->path, m->offset);
+            if ((st = ms_matrix(m, esize, depth + 1)) != IMRT_OK)
+                return st;
+        }
+    } else if (cls == 4 || (cls >= 6 && cls <= 15)) {
+        for (int part = 0; part < 1 + complex; part++) {
+            if ((st = ms_tag(m, &type, &esize, &body, NULL)) != IMRT_OK)
+                return st;
+            uint32_t w = mat_type_size(type);
+            if (w == 0)
+                MS_BAD("%s: unknown data type %u in the variable at byte %ld", m->path, type,
+                       m->offset);
+            int utf = type == 16 || type == 17;
+            if (utf ? (uint64_t)esize > 4 * numel : (uint64_t)esize != numel * w)
+                MS_BAD("%s: an array of %llu elements in the variable at byte %ld holds %u bytes "
+                       "of %u-byte data (corrupt file)",
+                       m->path, (unsigned long long)numel, m->offset, esize, w);
+            MS_FITS("array data");
+            ms_take(m, NULL, body);
+        }
+    } else if (cls == 5) { /* sparse: row indices, column starts, values */
+        for (int part = 0; part < 3 + complex; part++) {
+            if ((st = ms_tag(m, &type, &esize, &body, NULL)) != IMRT_OK)
+                return st;
+            MS_FITS("sparse data");
+            ms_take(m, NULL, body);
+        }
+    }
+    /* objects, function handles, opaque classes: not used here, skipped */
+    if (m->consumed > end)
+        MS_BAD("%s: the variable at byte %ld overruns its size (corrupt file)", m->path, m->offset);
+    if (!ms_take(m, NULL, end - m->consumed))
+        MS_BAD("%s: variable at byte %ld ends early (truncated or corrupt)", m->path, m->offset);
+#undef MS_FITS
+    return IMRT_OK;
+}
+
+/* Check the variable of `size` bytes at the file's current position. */
+static imrt_status check_variable(FILE *f, const char *path, long offset, uint32_t size, int swap,
+                                  int compressed)
 {
     imrt_status status = IMRT_OK;
-    unsigned char *in = NULL, *out = NULL;
-    const size_t CHUNK_IN = 1 << 16, CHUNK_OUT = 1 << 18;
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    int zinit = 0;
-    IMRT_ALLOC(in, CHUNK_IN);
-    IMRT_ALLOC(out, CHUNK_OUT);
-    if (inflateInit(&zs) != Z_OK)
-        IMRT_FAIL(IMRT_ERR_NOMEM, "%s: cannot start zlib", path);
-    zinit = 1;
-    uint64_t total = 0, declared = 0;
-    unsigned char head[8];
-    size_t nhead = 0;
-    uint32_t left = size;
-    int ret = Z_OK;
-    while (ret != Z_STREAM_END) {
-        if (zs.avail_in == 0) {
-            if (left == 0)
-                IMRT_FAIL(IMRT_ERR_FORMAT,
-                          "%s: compressed variable at byte %ld ends before its data does "
-                          "(truncated or corrupt file)",
-                          path, offset);
-            size_t want = left < CHUNK_IN ? left : CHUNK_IN;
-            size_t got = fread(in, 1, want, f);
-            if (got != want)
-                IMRT_FAIL(IMRT_ERR_FORMAT, "%s: file ends inside the variable at byte %ld "
-                          "(truncated)", path, offset);
-            left -= (uint32_t)got;
-            zs.next_in = in;
-            zs.avail_in = (uInt)got;
-        }
-        zs.next_out = out;
-        zs.avail_out = (uInt)CHUNK_OUT;
-        ret = inflate(&zs, Z_NO_FLUSH);
-        if (ret != Z_OK && ret != Z_STREAM_END)
-            IMRT_FAIL(IMRT_ERR_FORMAT, "%s: compressed variable at byte %ld is corrupt (zlib: %s)",
-                      path, offset, zs.msg ? zs.msg : "data error");
-        size_t produced = CHUNK_OUT - zs.avail_out;
-        for (size_t i = 0; i < produced && nhead < 8; i++)
-            head[nhead++] = out[i];
-        total += produced;
+    mstream m;
+    memset(&m, 0, sizeof m);
+    m.f = f;
+    m.compressed = compressed;
+    m.left_in = size;
+    m.swap = swap;
+    m.path = path;
+    m.offset = offset;
+    IMRT_ALLOC(m.in, MS_CHUNK_IN);
+    IMRT_ALLOC(m.out, MS_CHUNK_OUT);
+    if (compressed) {
+        if (inflateInit(&m.zs) != Z_OK)
+            IMRT_FAIL(IMRT_ERR_NOMEM, "%s: cannot start zlib", path);
+        m.zinit = 1;
+        uint32_t type, esize;
+        uint64_t body;
+        IMRT_TRY(ms_tag(&m, &type, &esize, &body, NULL));
+        if (type != 14)
+            IMRT_FAIL(IMRT_ERR_FORMAT, "%s: compressed variable at byte %ld is not a MATLAB array",
+                      path, offset);
+        IMRT_TRY(ms_matrix(&m, esize, 0));
+        /* the zlib stream must end here, with all its input used */
+        unsigned char extra;
+        if (ms_take(&m, &extra, 1) || !m.zend)
+            IMRT_FAIL(IMRT_ERR_FORMAT, "%s: compressed variable at byte %ld has data after its "
+                      "array or is corrupt", path, offset);
+        if (m.left_in != 0 || m.zs.avail_in != 0)
+            IMRT_FAIL(IMRT_ERR_FORMAT, "%s: trailing bytes after the compressed variable at byte %ld",
+                      path, offset);
+    } else {
+        IMRT_TRY(ms_matrix(&m, size, 0));
     }
-    if (left != 0 || zs.avail_in != 0)
-        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: trailing bytes after the compressed variable at byte %ld",
-                  path, offset);
-    if (nhead < 8 || rd32(head, swap) != 14u)
-        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: compressed variable at byte %ld is not a MATLAB array",
-                  path, offset);
-    declared = (uint64_t)rd32(head + 4, swap) + 8u;
-    if (declared > total || total - declared > 7)
-        IMRT_FAIL(IMRT_ERR_FORMAT,
-                  "%s: variable at byte %ld declares %llu bytes but holds %llu (corrupt)", path,
-                  offset, (unsigned long long)declared, (unsigned long long)total);
 cleanup:
-    if (zinit)
-        inflateEnd(&zs);
-    imrt_free(in);
-    imrt_free(out);
+    if (m.zinit)
+        inflateEnd(&m.zs);
+    imrt_free(m.in);
+    imrt_free(m.out);
     return status;
 }
 
@@ -246,9 +474,10 @@ static imrt_status check_mat_file(const char *path, int *is73)
                       "(truncated)",
                       path, pos, size, fsize - pos - 8);
         if (type == 15u) {
-            IMRT_TRY(check_compressed(f, path, pos, size, swap));
+            IMRT_TRY(check_variable(f, path, pos, size, swap, 1));
             pos += 8 + (long)size;
         } else if (type == 14u) {
+            IMRT_TRY(check_variable(f, path, pos, size, swap, 0));
             pos += 8 + (long)size;
             pos += (8 - pos % 8) % 8 > fsize - pos ? 0 : (8 - pos % 8) % 8;
         } else {
@@ -322,13 +551,34 @@ static size_t var_numel(const matvar_t *v)
     return n;
 }
 
-/* A real numeric array whose data really holds numel elements. */
+static int numeric_class(enum matio_classes c)
+{
+    switch (c) {
+    case MAT_C_DOUBLE:
+    case MAT_C_SINGLE:
+    case MAT_C_INT8:
+    case MAT_C_UINT8:
+    case MAT_C_INT16:
+    case MAT_C_UINT16:
+    case MAT_C_INT32:
+    case MAT_C_UINT32:
+    case MAT_C_INT64:
+    case MAT_C_UINT64:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* A real numeric array whose data really holds numel elements (empty
+ * arrays count as numeric with no elements). */
 static int is_numeric(const matvar_t *v)
 {
-    if (!v || v->isComplex || !v->data)
+    if (!v || v->isComplex || !numeric_class(v->class_type))
         return 0;
-    double dummy;
-    if (!numeric_at(v, 0, &dummy) && var_numel(v) > 0)
+    if (var_numel(v) == 0)
+        return 1;
+    if (!v->data)
         return 0;
     size_t esize = Mat_SizeOfClass(v->class_type);
     size_t n = var_numel(v);

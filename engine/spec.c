@@ -105,7 +105,7 @@ typedef struct {
     int64_t cached_bytes;       /* bytes held by shape_masks */
 } spec_ctx;
 
-#define SHAPE_CACHE_BYTES (256L << 20) /* cache rasterised shapes up to this */
+#define SHAPE_CACHE_BYTES (64L << 20) /* cache rasterised shapes up to this */
 
 /* Arena: every parse-time block is recorded and freed at the end. */
 static void *arena_alloc(spec_ctx *c, size_t n, size_t size)

@@ -494,6 +494,40 @@ static void test_bad_files(void **state)
     /* a corrupt byte inside the compressed data (zlib's checksum) */
     copy_prefix(path, cut, size, 160);
     expect_refused(cut, IMRT_ERR_FORMAT, NULL);
+    /* a well-compressed variable whose array claims 10^10 elements but holds
+     * one: refused before libmatio would allocate for it */
+    {
+        uint8_t inner[80];
+        size_t k = 0;
+        const uint32_t words[] = {14, 64,         /* miMATRIX, 64 bytes */
+                                  6, 8, 6, 0,     /* flags: double */
+                                  5, 8, 100000, 100000, /* dims 1e5 x 1e5 */
+                                  1, 2,           /* name "ct" (padded to 8) */
+                                  0x7463, 0,      /* 'c' 't' */
+                                  9, 8, 0, 0};    /* 8 bytes of double data */
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+            uint32_t w = words[i];
+            for (int b = 0; b < 4; b++)
+                inner[k++] = (uint8_t)(w >> (8 * b));
+        }
+        uint8_t comp[256];
+        uLongf clen = sizeof comp;
+        assert_int_equal(compress(comp, &clen, inner, k), Z_OK);
+        uint8_t hdr[128];
+        memset(hdr, ' ', sizeof hdr);
+        memcpy(hdr, "MATLAB 5.0 MAT-file", 19);
+        hdr[124] = 0x00;
+        hdr[125] = 0x01;
+        hdr[126] = 'I';
+        hdr[127] = 'M';
+        FILE *o = fopen(cut, "wb");
+        fwrite(hdr, 1, 128, o);
+        const uint32_t tag[2] = {15, (uint32_t)clen};
+        fwrite(tag, 4, 2, o);
+        fwrite(comp, 1, clen, o);
+        fclose(o);
+        expect_refused(cut, IMRT_ERR_FORMAT, "corrupt file");
+    }
     /* not a MAT file at all */
     FILE *t = fopen(cut, "wb");
     for (int i = 0; i < 300; i++)
