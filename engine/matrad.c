@@ -580,7 +580,7 @@ static int is_numeric(const matvar_t *v)
         return 1;
     if (!v->data)
         return 0;
-    size_t esize = Mat_SizeOfClass(v->class_type);
+    size_t esize = Mat_SizeOfClass((int)v->class_type);
     size_t n = var_numel(v);
     if (esize == 0 || (n && v->nbytes / esize < n))
         return 0;
@@ -703,7 +703,7 @@ imrt_status imrt_matrad_import(const char *path, const imrt_hu_table *table, imr
         IMRT_FAIL(IMRT_ERR_RANGE, "%s: %s is %zu x %zu x %zu; each axis must be 1..%d", path,
                   cube_name, ny, nx, nz, IMRT_GRID_MAX_DIM);
     /* resolution: struct x/y/z or [x y z] */
-    double res[3] = {NAN, NAN, NAN};
+    double res[3] = {(double)NAN, (double)NAN, (double)NAN};
     matvar_t *rv = Mat_VarGetStructFieldByName(ct, "resolution", 0);
     if (rv && rv->class_type == MAT_C_STRUCT) {
         if (!scalar_field(rv, "x", &res[0]) || !scalar_field(rv, "y", &res[1]) ||
@@ -944,7 +944,7 @@ imrt_status imrt_matrad_export_table(const imrt_phantom *p, const imrt_hu_table 
     for (size_t s = 0; s < nz; s++)
         for (size_t r = 0; r < ny; r++)
             for (size_t c = 0; c < nx; c++) {
-                double d = p->density[c + nx * (r + ny * s)];
+                double d = (double)p->density[c + nx * (r + ny * s)];
                 size_t m = r + ny * (c + nx * s);
                 red[m] = d;
                 hu[m] = imrt_red_to_hu(table, d);

@@ -159,8 +159,8 @@ void imrt_shape_bbox(const imrt_shape *s, double lo[3], double hi[3])
         return;
     case IMRT_SHAPE_HALFSPACE:
         for (int i = 0; i < 3; i++) {
-            lo[i] = -INFINITY;
-            hi[i] = INFINITY;
+            lo[i] = -(double)INFINITY;
+            hi[i] = (double)INFINITY;
         }
         /* an axis-aligned half-space is bounded on one side */
         for (int i = 0; i < 3; i++) {
@@ -191,9 +191,9 @@ double imrt_shape_volume_mm3(const imrt_shape *s)
         return s->arc_deg / 360.0 * IMRT_PI * (s->r2 * s->r2 - s->r1 * s->r1) * 2.0 *
                s->half_len;
     case IMRT_SHAPE_HALFSPACE:
-        return INFINITY;
+        return (double)INFINITY;
     }
-    return INFINITY;
+    return (double)INFINITY;
 }
 
 /* Clamp a continuous index to [lo, hi] before converting to int (the

@@ -390,7 +390,7 @@ static void test_margins_match_brute_force(void **state)
     /* bad margins */
     const double bad[6] = {1, 1, -1, 1, 1, 1};
     assert_int_equal(imrt_mask_expand(&g, in, bad, a), IMRT_ERR_RANGE);
-    const double nan6[6] = {1, 1, NAN, 1, 1, 1};
+    const double nan6[6] = {1, 1, (double)NAN, 1, 1, 1};
     assert_int_equal(imrt_mask_shrink(&g, in, nan6, a), IMRT_ERR_RANGE);
     free(in);
     free(in2);

@@ -21,6 +21,12 @@
  * step from zero. A structure named BODY or External (any case) becomes
  * IMRT_KIND_BODY; TARGET -> IMRT_KIND_TARGET; anything else -> OAR.
  *
+ * Robustness: before libmatio parses a v5/v7 file, the importer walks it
+ * (streaming): every variable must fit in the file, compressed variables
+ * must inflate completely with a valid checksum, and every array's
+ * sub-elements must fit their parents with dimensions matching their data.
+ * Anything else is IMRT_ERR_FORMAT with a message, never a crash.
+ *
  * Ownership: imported phantoms belong to the caller (imrt_phantom_destroy).
  * Thread safety: libmatio's log handler is process-wide; the importer and
  * exporter install a silent one (matio would otherwise print, and its
