@@ -454,8 +454,10 @@ int imrt_cmd_phantom(int argc, char **argv)
                                     argc - optind);
     const char *spec = argv[optind];
     struct stat sb;
-    if (access(spec, R_OK) != 0) {
-        fprintf(stderr, "imrt phantom: cannot read spec '%s': %s\n", spec, strerror(errno));
+    errno = 0;
+    if (access(spec, R_OK) != 0 || stat(spec, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "imrt phantom: cannot read spec '%s': %s\n", spec,
+                errno ? strerror(errno) : "not a regular file");
         return IMRT_EXIT_INPUT;
     }
     if (dir && stat(dir, &sb) == 0 && !common.force) {

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define PATH_LEN 256          /* longest key path kept in messages */
@@ -2451,6 +2452,9 @@ imrt_status imrt_spec_load_ex(const char *path, const imrt_spec_options *opt,
         *info = NULL;
     if (!path || !phantom)
         return imrt_error(IMRT_ERR_ARG, "imrt_spec_load: NULL path or phantom");
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        IMRT_FAIL(IMRT_ERR_IO, "%s: not a regular file", path);
     f = fopen(path, "rb");
     if (!f)
         IMRT_FAIL(IMRT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
