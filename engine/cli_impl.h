@@ -98,4 +98,7 @@ imrt_status imrt_cli_dose_load_spec(const char *path, imrt_phantom **ph, imrt_pl
 imrt_status imrt_cli_dose_setup(const char *spec, imrt_phantom **ph, imrt_plan **plan,
                                 imrt_phantom **dose_ph, imrt_beamset **bs);
 
+/* Subcommand entry points (argv[0] is the subcommand name). */
+int imrt_cmd_phantom(int argc, char **argv); /* engine/cli_phantom.c */
+
 #endif /* IMRT_CLI_IMPL_H */

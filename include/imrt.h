@@ -14,6 +14,7 @@
 #include "imrt/grid.h"
 #include "imrt/io.h"
 #include "imrt/machine.h"
+#include "imrt/matrad.h"
 #include "imrt/metrics.h"
 #include "imrt/nifti.h"
 #include "imrt/objectives.h"
@@ -23,6 +24,7 @@
 #include "imrt/plot.h"
 #include "imrt/raytrace.h"
 #include "imrt/report.h"
+#include "imrt/spec.h"
 #include "imrt/spmv.h"
 #include "imrt/status.h"
 
