@@ -424,14 +424,14 @@ static int nearest_clamped(double x, double origin, double h, int n)
     return (int)c;
 }
 
-imrt_status imrt_phantom_resample(const imrt_phantom *p, const imrt_grid *g,
+imrt_status imrt_phantom_resample_nearest(const imrt_phantom *p, const imrt_grid *g,
                                   imrt_phantom **out)
 {
     imrt_status status = IMRT_OK;
     imrt_phantom *q = NULL;
     int64_t *src = NULL;
     if (!p || !g || !out)
-        return imrt_error(IMRT_ERR_ARG, "imrt_phantom_resample: NULL argument");
+        return imrt_error(IMRT_ERR_ARG, "imrt_phantom_resample_nearest: NULL argument");
     *out = NULL;
     IMRT_TRY(imrt_phantom_create(g, p->name, 0.0f, &q));
     int64_t n = imrt_grid_nvox(g);

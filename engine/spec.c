@@ -1834,7 +1834,7 @@ static imrt_status parse_imported(spec_ctx *c, json_t *ph, const char *path)
         imrt_phantom *q = NULL;
         st = imrt_grid_init(&g, n[0], n[1], n[2], h, h, h, origin);
         if (st == IMRT_OK)
-            st = imrt_phantom_resample(p, &g, &q);
+            st = imrt_phantom_resample_nearest(p, &g, &q);
         imrt_phantom_destroy(&p);
         if (st != IMRT_OK)
             return st;

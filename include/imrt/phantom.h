@@ -130,7 +130,7 @@ int64_t imrt_mask_count(const imrt_grid *g, const uint8_t *mask);
  * membership of the nearest voxel of p (indices clamped to p's grid).
  * Names, kinds and priorities are kept. Returns IMRT_OK, IMRT_ERR_ARG,
  * IMRT_ERR_NOMEM. */
-imrt_status imrt_phantom_resample(const imrt_phantom *p, const imrt_grid *g,
+imrt_status imrt_phantom_resample_nearest(const imrt_phantom *p, const imrt_grid *g,
                                   imrt_phantom **out);
 
 #ifdef __cplusplus
