@@ -190,7 +190,7 @@ static int not_built(int argc, char **argv)
 static const imrt_cli_command commands[] = {
     {"plan", "phantom, dij, IMRT optimisation, 3D-CRT baseline, metrics, report",
      "usage: imrt plan SPEC [-o DIR] [--force] [--grid MM] [--threads N] [--quiet] [--max-memory SIZE]\n",
-     not_built},
+     imrt_cmd_plan},
     {"compare", "IMRT vs 3D-CRT table of a plan folder (from its metrics.json)",
      "usage: imrt compare DIR [--json]\n", imrt_cmd_compare},
     {"phantom", "rasterise a phantom spec: density, structure map, pictures, volumes",
