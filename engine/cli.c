@@ -200,7 +200,7 @@ static const imrt_cli_command commands[] = {
      "usage: imrt dij SPEC [-o FILE] [--machine FILE] [--force] [--threads N] [--max-memory SIZE]\n",
      imrt_cmd_dij},
     {"optimize", "fluence-map optimisation on a saved dij",
-     "usage: imrt optimize SPEC --dij FILE [-o DIR] [--threads N]\n", not_built},
+     "usage: imrt optimize SPEC --dij FILE [-o DIR] [--threads N]\n", imrt_cmd_optimize},
     {"dose", "forward dose for given beamlet weights (default: all 1)",
      "usage: imrt dose SPEC -o DIR [--weights FILE] [--machine FILE] [--cutoff] [--threads N]\n",
      imrt_cmd_dose},

@@ -103,5 +103,7 @@ int imrt_cmd_phantom(int argc, char **argv); /* engine/cli_phantom.c */
 
 /* imrt plan (engine/cli_plan.c) */
 int imrt_cmd_plan(int argc, char **argv);
+/* imrt optimize (engine/cli_optimize.c) */
+int imrt_cmd_optimize(int argc, char **argv);
 
 #endif /* IMRT_CLI_IMPL_H */

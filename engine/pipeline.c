@@ -90,39 +90,36 @@ static int solver_log(void *user, const imrt_iteration_info *it)
     return 0;
 }
 
-/* The conformal plan's beams: its own set when the spec gives one. */
-static const imrt_beam_def *crt_beam_defs(const imrt_plan *plan, int *n)
+/* (Re)compute the summary of one plan of the run. */
+static imrt_status imrt_plan_metrics_destroy_and_compute(imrt_run *run, imrt_run_plan_result *p)
 {
-    if (plan->crt_nbeams > 0) {
-        *n = plan->crt_nbeams;
-        return plan->crt_beams;
-    }
-    *n = plan->nbeams;
-    return plan->beams;
+    double t = now_s();
+    imrt_plan_metrics_destroy(&p->metrics);
+    imrt_status st = imrt_plan_metrics_compute(run->dose_phantom, p->dose, &run->plan->rx,
+                                               run->plan->goals, run->plan->ngoals, &p->metrics);
+    if (st == IMRT_OK)
+        p->metrics->norm_factor = p->norm_factor;
+    run->t_metrics += now_s() - t;
+    return st;
 }
 
-imrt_status imrt_run_plan(const imrt_context *ctx, const char *spec_path,
-                          const imrt_run_options *opt_in, imrt_run **out)
+imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt_in, imrt_run **out)
 {
     imrt_status status = IMRT_OK;
     imrt_run *run = NULL;
-    imrt_objectives *obj = NULL;
     imrt_run_options defopt;
-    const imrt_run_options *opt = opt_in;
-    if (!opt) {
+    if (!opt_in) {
         imrt_run_options_default(&defopt);
-        opt = &defopt;
+        opt_in = &defopt;
     }
     if (!spec_path || !out)
-        return imrt_error(IMRT_ERR_ARG, "imrt_run_plan: NULL argument");
+        return imrt_error(IMRT_ERR_ARG, "imrt_run_load: NULL argument");
     *out = NULL;
-    double t0 = now_s(), t;
+    double t = now_s();
     IMRT_ALLOC(run, 1);
+    run->opt = *opt_in;
+    const imrt_run_options *opt = &run->opt;
     snprintf(run->spec_path, sizeof run->spec_path, "%s", spec_path);
-    run->threads = imrt_context_threads(ctx);
-
-    /* 1. anatomy and plan */
-    t = now_s();
     imrt_spec_options so = {0};
     so.grid_mm = opt->grid_mm;
     IMRT_TRY(imrt_spec_load_ex(spec_path, &so, &run->phantom, &run->plan, &run->info));
@@ -136,40 +133,90 @@ imrt_status imrt_run_plan(const imrt_context *ctx, const char *spec_path,
     if (tgt < 0)
         IMRT_FAIL(IMRT_ERR_ARG, "%s: prescription target '%s' is not a structure", spec_path,
                   plan->rx.target);
-    const char *target = run->dose_phantom->structures[tgt].name;
+    snprintf(run->target, sizeof run->target, "%s", run->dose_phantom->structures[tgt].name);
+    IMRT_TRY(imrt_beamset_create(run->dose_phantom, plan, plan->beams, plan->nbeams, run->target,
+                                 &run->beams));
     const imrt_grid *pg = &run->phantom->grid, *dg = &run->dose_phantom->grid;
     run->t_phantom = now_s() - t;
-    run_log(run, opt, "phantom %s: %d x %d x %d voxels of %.2f mm; dose grid %d x %d x %d of %.2f mm (%.2f s)",
+    run_log(run, opt,
+            "phantom %s: %d x %d x %d voxels of %.2f mm; dose grid %d x %d x %d of %.2f mm; "
+            "%d beams, %d beamlets (%.2f s)",
             run->phantom->name, pg->nx, pg->ny, pg->nz, pg->dx, dg->nx, dg->ny, dg->nz, dg->dx,
-            run->t_phantom);
+            imrt_beamset_nbeams(run->beams), imrt_beamset_nbeamlets(run->beams), run->t_phantom);
+    *out = run;
+    run = NULL;
+cleanup:
+    imrt_run_destroy(&run);
+    return status;
+}
 
-    /* 2. beams and dij */
-    t = now_s();
-    IMRT_TRY(imrt_beamset_create(run->dose_phantom, plan, plan->beams, plan->nbeams, target,
-                                 &run->beams));
+imrt_status imrt_run_dij(const imrt_context *ctx, imrt_run *run)
+{
+    imrt_status status = IMRT_OK;
+    if (!run)
+        return imrt_error(IMRT_ERR_ARG, "imrt_run_dij: NULL run");
+    double t = now_s();
+    const imrt_plan *plan = run->plan;
     imrt_dose_options dop;
     imrt_dose_options_from_plan(plan, &dop);
-    IMRT_TRY(imrt_dij_build(ctx, run->dose_phantom, run->beams, NULL, &dop, &run->dij));
-    int ncrt = 0;
-    const imrt_beam_def *crt_defs = crt_beam_defs(plan, &ncrt);
-    if (plan->crt_nbeams > 0) {
-        IMRT_TRY(imrt_beamset_create(run->dose_phantom, plan, crt_defs, ncrt, target,
-                                     &run->crt_beams));
+    if (!run->dij)
+        IMRT_TRY(imrt_dij_build(ctx, run->dose_phantom, run->beams, NULL, &dop, &run->dij));
+    if (plan->crt_nbeams > 0 && !run->crt_dij) {
+        IMRT_TRY(imrt_beamset_create(run->dose_phantom, plan, plan->crt_beams, plan->crt_nbeams,
+                                     run->target, &run->crt_beams));
         IMRT_TRY(imrt_dij_build(ctx, run->dose_phantom, run->crt_beams, NULL, &dop,
                                 &run->crt_dij));
     }
     run->t_dij = now_s() - t;
-    run_log(run, opt, "dij: %lld voxels x %d beamlets, %lld nonzeros, %.1f MB (%.2f s)",
+    run_log(run, &run->opt, "dij: %lld voxels x %d beamlets, %lld nonzeros, %.1f MB (%.2f s)",
             (long long)run->dij->nrows, run->dij->ncols, (long long)run->dij->nnz,
             (double)imrt_dij_bytes(run->dij->nrows, run->dij->ncols, run->dij->nnz,
                                    run->dij->nbeams) / 1e6,
             run->t_dij);
+cleanup:
+    return status;
+}
 
-    /* 3. IMRT optimisation and normalisation */
-    t = now_s();
+imrt_status imrt_run_set_dij(imrt_run *run, imrt_dij **dij)
+{
+    if (!run || !dij || !*dij)
+        return imrt_error(IMRT_ERR_ARG, "imrt_run_set_dij: NULL argument");
+    const imrt_dij *d = *dij;
+    const imrt_grid *g = &run->dose_phantom->grid;
+    if (!imrt_grid_equal(&d->grid, g))
+        return imrt_error(IMRT_ERR_ARG,
+                          "the dij was computed on a %d x %d x %d grid of %.3g x %.3g x %.3g mm, "
+                          "but this spec's dose grid is %d x %d x %d of %.3g x %.3g x %.3g mm",
+                          d->grid.nx, d->grid.ny, d->grid.nz, d->grid.dx, d->grid.dy, d->grid.dz,
+                          g->nx, g->ny, g->nz, g->dx, g->dy, g->dz);
+    if (d->ncols != imrt_beamset_nbeamlets(run->beams) ||
+        d->nbeams != imrt_beamset_nbeams(run->beams))
+        return imrt_error(IMRT_ERR_ARG,
+                          "the dij has %d beams and %d beamlets, this spec's beams have %d and %d",
+                          d->nbeams, d->ncols, imrt_beamset_nbeams(run->beams),
+                          imrt_beamset_nbeamlets(run->beams));
+    imrt_dij_destroy(&run->dij);
+    run->dij = *dij;
+    *dij = NULL;
+    return IMRT_OK;
+}
+
+imrt_status imrt_run_optimise(const imrt_context *ctx, imrt_run *run)
+{
+    imrt_status status = IMRT_OK;
+    imrt_objectives *obj = NULL;
+    if (!run || !run->dij)
+        return imrt_error(IMRT_ERR_ARG, "imrt_run_optimise: no dij (run imrt_run_dij first)");
+    double t = now_s();
+    const imrt_plan *plan = run->plan;
+    const imrt_grid *dg = &run->dose_phantom->grid;
     int64_t nvd = imrt_grid_nvox(dg);
     run->imrt.beams = run->beams;
     run->imrt.dij = run->dij;
+    imrt_free(run->imrt.x);
+    imrt_free(run->imrt.dose);
+    run->imrt.x = NULL;
+    run->imrt.dose = NULL;
     IMRT_ALLOC(run->imrt.x, run->dij->ncols);
     IMRT_ALLOC(run->imrt.dose, nvd);
     IMRT_TRY(imrt_objectives_create(ctx, run->dij, run->dose_phantom, plan->objectives,
@@ -178,32 +225,50 @@ imrt_status imrt_run_plan(const imrt_context *ctx, const char *spec_path,
     imrt_optimize_options oo;
     imrt_optimize_options_default(&oo);
     oo.solver = plan->solver;
-    run_logger lg = {run, opt};
+    run_logger lg = {run, &run->opt};
     oo.log = solver_log;
     oo.log_user = &lg;
-    run_log(run, opt, "optimising %d objectives (%d constraints), L-BFGS, at most %d iterations",
+    run_log(run, &run->opt,
+            "optimising %d objectives (%d hard constraints), L-BFGS, at most %d iterations",
             plan->nobjectives, imrt_objectives_nconstraints(obj), plan->solver.max_iterations);
     IMRT_TRY(imrt_optimize(ctx, obj, &oo, run->imrt.x, &run->stats));
     run->nconstraints = imrt_objectives_nconstraints(obj);
+    imrt_free(run->constraints);
+    run->constraints = NULL;
     if (run->nconstraints > 0) {
         IMRT_ALLOC(run->constraints, run->nconstraints);
         for (int i = 0; i < run->nconstraints; i++)
             IMRT_TRY(imrt_objectives_constraint(obj, i, oo.constraint_tol, &run->constraints[i]));
     }
     IMRT_TRY(imrt_dij_dose(run->dij, run->imrt.x, run->imrt.dose));
-    IMRT_TRY(imrt_normalisation_factor(&plan->rx, run->dose_phantom, run->imrt.dose,
-                                       &run->imrt.norm_factor));
-    imrt_dose_scale(run->imrt.dose, nvd, run->imrt.norm_factor);
-    for (int32_t j = 0; j < run->dij->ncols; j++)
-        run->imrt.x[j] *= run->imrt.norm_factor;
+    run->imrt.norm_factor = 1.0;
+    if (plan->rx.normalise) {
+        IMRT_TRY(imrt_normalisation_factor(&plan->rx, run->dose_phantom, run->imrt.dose,
+                                           &run->imrt.norm_factor));
+        imrt_dose_scale(run->imrt.dose, nvd, run->imrt.norm_factor);
+        for (int32_t j = 0; j < run->dij->ncols; j++)
+            run->imrt.x[j] *= run->imrt.norm_factor;
+    }
     run->t_optimize = now_s() - t;
-    run_log(run, opt, "optimised: %d iterations, %d evaluations, F %.6g -> %.6g, stop: %s, "
+    run_log(run, &run->opt,
+            "optimised: %d iterations, %d evaluations, F %.6g -> %.6g, stop: %s, "
             "normalisation x%.4f (%.2f s)",
             run->stats.iterations, run->stats.evaluations, run->stats.f_start, run->stats.f,
             imrt_stop_reason_name(run->stats.stop), run->imrt.norm_factor, run->t_optimize);
+    IMRT_TRY(imrt_plan_metrics_destroy_and_compute(run, &run->imrt));
+cleanup:
+    imrt_objectives_destroy(&obj);
+    return status;
+}
 
-    /* 4. 3D-conformal baseline */
-    t = now_s();
+imrt_status imrt_run_conformal(const imrt_context *ctx, imrt_run *run)
+{
+    imrt_status status = IMRT_OK;
+    if (!run || !run->dij)
+        return imrt_error(IMRT_ERR_ARG, "imrt_run_conformal: no dij (run imrt_run_dij first)");
+    double t = now_s();
+    const imrt_plan *plan = run->plan;
+    int64_t nvd = imrt_grid_nvox(&run->dose_phantom->grid);
     const imrt_beamset *cbs = run->crt_beams ? run->crt_beams : run->beams;
     const imrt_dij *cdij = run->crt_dij ? run->crt_dij : run->dij;
     run->crt.beams = cbs;
@@ -212,36 +277,47 @@ imrt_status imrt_run_plan(const imrt_context *ctx, const char *spec_path,
     IMRT_ALLOC(run->crt.x, cdij->ncols);
     IMRT_ALLOC(run->crt.dose, nvd);
     IMRT_ALLOC(run->crt_beam_weight, cdij->nbeams);
-    IMRT_TRY(imrt_beamset_aperture(cbs, run->dose_phantom, target, plan->crt_margin_mm,
+    IMRT_TRY(imrt_beamset_aperture(cbs, run->dose_phantom, run->target, plan->crt_margin_mm,
                                    run->aperture));
-    IMRT_TRY(imrt_conformal_weights(ctx, cdij, run->aperture, run->dose_phantom, target,
+    IMRT_TRY(imrt_conformal_weights(ctx, cdij, run->aperture, run->dose_phantom, run->target,
                                     plan->rx.dose_gy, run->crt.x, run->crt_beam_weight));
     IMRT_TRY(imrt_conformal_dose(ctx, cdij, run->crt.x, run->crt.dose));
-    IMRT_TRY(imrt_normalisation_factor(&plan->rx, run->dose_phantom, run->crt.dose,
-                                       &run->crt.norm_factor));
-    imrt_dose_scale(run->crt.dose, nvd, run->crt.norm_factor);
-    for (int32_t j = 0; j < cdij->ncols; j++)
-        run->crt.x[j] *= run->crt.norm_factor;
+    run->crt.norm_factor = 1.0;
+    if (plan->rx.normalise) {
+        IMRT_TRY(imrt_normalisation_factor(&plan->rx, run->dose_phantom, run->crt.dose,
+                                           &run->crt.norm_factor));
+        imrt_dose_scale(run->crt.dose, nvd, run->crt.norm_factor);
+        for (int32_t j = 0; j < cdij->ncols; j++)
+            run->crt.x[j] *= run->crt.norm_factor;
+    }
     run->t_crt = now_s() - t;
-    run_log(run, opt, "3D-CRT: %d beams, aperture margin %.1f mm, normalisation x%.4f (%.2f s)",
+    run_log(run, &run->opt,
+            "3D-CRT: %d beams, aperture margin %.1f mm, normalisation x%.4f (%.2f s)",
             cdij->nbeams, plan->crt_margin_mm, run->crt.norm_factor, run->t_crt);
-
-    /* 5. metrics and goals */
-    t = now_s();
-    IMRT_TRY(imrt_plan_metrics_compute(run->dose_phantom, run->imrt.dose, &plan->rx, plan->goals,
-                                       plan->ngoals, &run->imrt.metrics));
-    run->imrt.metrics->norm_factor = run->imrt.norm_factor;
-    IMRT_TRY(imrt_plan_metrics_compute(run->dose_phantom, run->crt.dose, &plan->rx, plan->goals,
-                                       plan->ngoals, &run->crt.metrics));
-    run->crt.metrics->norm_factor = run->crt.norm_factor;
-    run->t_metrics = now_s() - t;
-    run->t_total = now_s() - t0;
+    IMRT_TRY(imrt_plan_metrics_destroy_and_compute(run, &run->crt));
 cleanup:
-    imrt_objectives_destroy(&obj);
-    if (status == IMRT_OK)
-        *out = run;
-    else
-        imrt_run_destroy(&run);
+    return status;
+}
+
+imrt_status imrt_run_plan(const imrt_context *ctx, const char *spec_path,
+                          const imrt_run_options *opt, imrt_run **out)
+{
+    imrt_status status = IMRT_OK;
+    imrt_run *run = NULL;
+    if (!out)
+        return imrt_error(IMRT_ERR_ARG, "imrt_run_plan: NULL argument");
+    *out = NULL;
+    double t0 = now_s();
+    IMRT_TRY(imrt_run_load(spec_path, opt, &run));
+    run->threads = imrt_context_threads(ctx);
+    IMRT_TRY(imrt_run_dij(ctx, run));
+    IMRT_TRY(imrt_run_optimise(ctx, run));
+    IMRT_TRY(imrt_run_conformal(ctx, run));
+    run->t_total = now_s() - t0;
+    *out = run;
+    run = NULL;
+cleanup:
+    imrt_run_destroy(&run);
     return status;
 }
 

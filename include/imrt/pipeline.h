@@ -53,6 +53,8 @@ typedef struct {
 
 typedef struct {
     char spec_path[4096];
+    imrt_run_options opt;       /* options the run was loaded with */
+    char target[IMRT_NAME_MAX]; /* prescription target */
     imrt_phantom *phantom;      /* anatomy on the phantom grid; owned */
     imrt_plan *plan;            /* plan settings; owned */
     imrt_spec_info *info;       /* volumes and discretisation errors; owned */
@@ -74,7 +76,27 @@ typedef struct {
     int threads;
 } imrt_run;
 
-/* Run the plan of a spec file up to metrics (no files written).
+/* Stage 1: read the spec, build the phantom, its dose-grid copy and the IMRT
+ * beams. Errors: those of imrt_spec_load, imrt_beamset_create. */
+imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt, imrt_run **out);
+
+/* Stage 2: the dij of the IMRT beams (unless one was set) and, when the spec
+ * gives its own conformal beams, theirs. Errors: those of imrt_dij_build
+ * (IMRT_ERR_BUDGET over the context's memory budget). */
+imrt_status imrt_run_dij(const imrt_context *ctx, imrt_run *run);
+
+/* Use a dij loaded from a file instead of stage 2 (takes ownership, clears
+ * *dij). IMRT_ERR_ARG when its grid or beams do not match the spec's. */
+imrt_status imrt_run_set_dij(imrt_run *run, imrt_dij **dij);
+
+/* Stage 3: optimise the IMRT weights, compute the dose, normalise, and
+ * evaluate the goals (run->imrt). Errors: those of imrt_optimize. */
+imrt_status imrt_run_optimise(const imrt_context *ctx, imrt_run *run);
+
+/* Stage 4: the 3D-conformal plan (run->crt), normalised like the IMRT one. */
+imrt_status imrt_run_conformal(const imrt_context *ctx, imrt_run *run);
+
+/* All four stages (no files written).
  * Errors: those of the stages (spec: PARSE/RANGE/IO; dij: BUDGET; ...). */
 imrt_status imrt_run_plan(const imrt_context *ctx, const char *spec_path,
                           const imrt_run_options *opt, imrt_run **out);
@@ -82,7 +104,7 @@ imrt_status imrt_run_plan(const imrt_context *ctx, const char *spec_path,
 /* metrics.json of a run (interface.md shape). *out is a new reference. */
 imrt_status imrt_run_metrics_json(const imrt_run *run, json_t **out);
 
-/* Write the output folder `dir` (refused if it exists, unless force):
+/* Write the output folder `dir` (after all four stages) (refused if it exists, unless force):
  * every file is written into a staging folder that is renamed into place
  * only when all succeeded. */
 imrt_status imrt_run_write(imrt_run *run, const char *dir, int force);
