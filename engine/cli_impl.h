@@ -75,4 +75,30 @@ int imrt_cmd_compare(int argc, char **argv);
 int imrt_cmd_dvh(int argc, char **argv);
 int imrt_cmd_gamma(int argc, char **argv);
 
+/* ---- imrt dij and imrt dose (engine/cli_dij.c, engine/cli_dose.c) ---- */
+
+int imrt_cmd_dij(int argc, char **argv);
+int imrt_cmd_dose(int argc, char **argv);
+
+/* Progress display of the long dose stages on stderr: a bar with elapsed
+ * and remaining time on a terminal, a line every 2 s otherwise. */
+typedef struct {
+    double start, last; /* monotonic seconds */
+    int quiet, tty;
+} imrt_cli_dose_progress_state;
+void imrt_cli_dose_progress_start(imrt_cli_dose_progress_state *s, int quiet);
+void imrt_cli_dose_progress(void *user, const char *stage, double fraction);
+
+/* Load a plan spec (through imrt/spec.h when the build has it). */
+imrt_status imrt_cli_dose_load_spec(const char *path, imrt_phantom **ph, imrt_plan **plan);
+
+/* Spec -> phantom, plan, dose-grid phantom and IMRT beam set (beamlets from
+ * the prescription's target, else the first target structure). The caller
+ * frees all four, also on failure. */
+imrt_status imrt_cli_dose_setup(const char *spec, imrt_phantom **ph, imrt_plan **plan,
+                                imrt_phantom **dose_ph, imrt_beamset **bs);
+
+/* Subcommand entry points (argv[0] is the subcommand name). */
+int imrt_cmd_phantom(int argc, char **argv); /* engine/cli_phantom.c */
+
 #endif /* IMRT_CLI_IMPL_H */

@@ -8,6 +8,9 @@
  * columns beam_start[b] .. beam_start[b+1]-1. Values are Gy per unit weight
  * (float). Within a row, column indices increase.
  *
+ * Built by imrt_dij_build (imrt/dose.h); saved and loaded in imrt's own
+ * binary format (below).
+ *
  * Ownership: an imrt_dij owns every array; free it with imrt_dij_destroy.
  * Thread safety: read-only use from many threads is safe.
  */
@@ -23,6 +26,15 @@
 extern "C" {
 #endif
 
+/* Geometry of one beam, kept with the dij so that a saved dij says what it
+ * was computed for. */
+typedef struct {
+    char name[64];        /* beam name */
+    double gantry_deg;    /* IEC gantry angle, degrees */
+    double couch_deg;     /* IEC couch angle, degrees */
+    double iso[3];        /* isocentre, mm LPS */
+} imrt_dij_beam;
+
 typedef struct {
     imrt_grid grid;       /* dose grid the rows refer to */
     int64_t nrows;        /* rows = voxels in some structure */
@@ -36,10 +48,55 @@ typedef struct {
     int32_t *beam_start;  /* nbeams + 1 first-column offsets */
     double beamlet_mm;    /* beamlet pitch at the isocentre, mm */
     float *bixel_uv;      /* 2*ncols: beamlet centre (u, v) in BEV axes at the isocentre, mm */
+    imrt_dij_beam *beams; /* nbeams entries, or NULL when unknown */
 } imrt_dij;
 
 /* Bytes held by a dij of this shape (arrays only). */
 uint64_t imrt_dij_bytes(int64_t nrows, int32_t ncols, int64_t nnz, int nbeams);
+
+/* Allocate a dij of the given shape with zeroed arrays (beams included) and
+ * the grid copied; rowptr[0] = 0. Errors: IMRT_ERR_ARG, IMRT_ERR_RANGE
+ * (negative sizes, nnz beyond int64 or more columns than INT32_MAX),
+ * IMRT_ERR_NOMEM. */
+imrt_status imrt_dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols, int64_t nnz,
+                           int nbeams, imrt_dij **out);
+
+/* Free a dij and its arrays; accepts NULL, clears *d. */
+void imrt_dij_destroy(imrt_dij **d);
+
+/* Check the structure: rowptr monotone from 0 to nnz, columns in range and
+ * increasing within each row, voxels increasing and inside the grid,
+ * beam_start monotone from 0 to ncols, values finite. IMRT_ERR_FORMAT names
+ * the first inconsistency; IMRT_ERR_ARG for NULL. */
+imrt_status imrt_dij_validate(const imrt_dij *d);
+
+/* Reference product dose = D*x over the whole dose grid: dose has
+ * nx*ny*nz entries, voxels that are not rows get 0; x has ncols weights.
+ * Plain serial loop with double accumulation (the optimised kernels live
+ * elsewhere). Errors: IMRT_ERR_ARG (NULL). */
+imrt_status imrt_dij_dose(const imrt_dij *d, const double *x, float *dose);
+
+/* Save in imrt's dij format, version IMRT_DIJ_FORMAT_VERSION:
+ *   header (little-endian): magic "IMRTDIJ\0", u32 version, u32 header bytes,
+ *     grid (3 x i32 dims, 3 x f64 spacing, 3 x f64 origin), i64 nrows,
+ *     i32 ncols, i32 nbeams, i64 nnz, f64 beamlet_mm, u32 CRC-32 of the
+ *     payload, u32 CRC-32 of the header bytes before it;
+ *   payload: beams (nbeams x {char[64] name, f64 gantry, f64 couch,
+ *     f64 iso[3]}), beam_start (i32), bixel_uv (f32), voxel (i64),
+ *     rowptr (i64), col (i32), val (f32).
+ * The file is written under a temporary name and renamed into place.
+ * Errors: IMRT_ERR_ARG, IMRT_ERR_IO (cannot write; nothing is left behind). */
+#define IMRT_DIJ_FORMAT_VERSION 1
+imrt_status imrt_dij_save(const imrt_dij *d, const char *path);
+
+/* Load a dij saved by imrt_dij_save. Refuses, with IMRT_ERR_FORMAT and a
+ * message naming the problem, files that are not dij files, of another
+ * version, truncated, with trailing bytes, with a checksum mismatch or with
+ * inconsistent sizes or indices; never allocates more than the file size
+ * justifies. max_bytes > 0 refuses (IMRT_ERR_BUDGET) a dij larger than that.
+ * Errors: IMRT_ERR_ARG, IMRT_ERR_IO (cannot open/read), IMRT_ERR_FORMAT,
+ * IMRT_ERR_BUDGET, IMRT_ERR_NOMEM. */
+imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out);
 
 #ifdef __cplusplus
 }

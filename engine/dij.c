@@ -1,0 +1,413 @@
+/*
+ * engine/dij.c - the dose-influence matrix: allocation, validation, the
+ * reference product D*x, the exact size estimate, and the parallel,
+ * voxel-driven build (count pass -> row pointers -> budget check -> depth
+ * cubes -> fill pass writing each CSR row in place).
+ *
+ * Determinism: every entry depends only on its voxel and beamlet, and each
+ * row is written at offsets fixed by the count pass, so the dij is bitwise
+ * identical for any thread count and schedule.
+ */
+#define _DEFAULT_SOURCE /* madvise(MADV_HUGEPAGE) */
+#include "imrt/dij.h"
+
+#include "imrt/dose.h"
+#include "imrt/raytrace.h"
+#include "pencilbeam_impl.h"
+#include "util_impl.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* Ask for transparent huge pages on a large array (best effort, Linux): the
+ * first touch of a dij costs one fault per 2 MiB instead of per 4 KiB. */
+static void advise_huge(void *p, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t page = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t e = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (e > a)
+        (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+uint64_t imrt_dij_bytes(int64_t nrows, int32_t ncols, int64_t nnz, int nbeams)
+{
+    return (uint64_t)(nrows + 1) * sizeof(int64_t)      /* rowptr */
+           + (uint64_t)nnz * (sizeof(int32_t) + sizeof(float)) /* col, val */
+           + (uint64_t)nrows * sizeof(int64_t)          /* voxel */
+           + (uint64_t)(nbeams + 1) * sizeof(int32_t)   /* beam_start */
+           + (uint64_t)ncols * 2 * sizeof(float)        /* bixel_uv */
+           + (uint64_t)nbeams * sizeof(imrt_dij_beam);  /* beams */
+}
+
+void imrt_dij_destroy(imrt_dij **pd)
+{
+    if (!pd || !*pd)
+        return;
+    imrt_dij *d = *pd;
+    imrt_free(d->rowptr);
+    imrt_free(d->col);
+    imrt_free(d->val);
+    imrt_free(d->voxel);
+    imrt_free(d->beam_start);
+    imrt_free(d->bixel_uv);
+    imrt_free(d->beams);
+    imrt_free(d);
+    *pd = NULL;
+}
+
+/* imrt_dij_alloc; with zero_entries == 0 the col and val arrays are left
+ * uninitialised (the build writes every entry, in parallel, so that the
+ * pages are first touched by the threads that fill them). */
+static imrt_status dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols, int64_t nnz,
+                             int nbeams, int zero_entries, imrt_dij **out)
+{
+    imrt_status status = IMRT_OK;
+    imrt_dij *d = NULL;
+    if (!grid || !out)
+        return imrt_error(IMRT_ERR_ARG, "imrt_dij_alloc: NULL argument");
+    *out = NULL;
+    if (nrows < 0 || ncols < 0 || nnz < 0 || nbeams < 0)
+        return imrt_error(IMRT_ERR_RANGE, "dij sizes rows %lld, columns %d, entries %lld, "
+                          "beams %d must be >= 0", (long long)nrows, ncols, (long long)nnz,
+                          nbeams);
+    if (nbeams > ncols && ncols > 0)
+        return imrt_error(IMRT_ERR_RANGE, "dij has %d beams but only %d beamlets", nbeams,
+                          ncols);
+    IMRT_ALLOC(d, 1);
+    d->grid = *grid;
+    d->nrows = nrows;
+    d->ncols = ncols;
+    d->nnz = nnz;
+    d->nbeams = nbeams;
+    IMRT_ALLOC(d->rowptr, nrows + 1);
+    if (nnz > 0 && zero_entries) {
+        IMRT_ALLOC(d->col, nnz);
+        IMRT_ALLOC(d->val, nnz);
+    } else if (nnz > 0) {
+        d->col = imrt_malloc((size_t)nnz * sizeof *d->col);
+        d->val = imrt_malloc((size_t)nnz * sizeof *d->val);
+        if (!d->col || !d->val)
+            IMRT_FAIL(IMRT_ERR_NOMEM, "cannot allocate %lld dij entries (%.1f MiB)",
+                      (long long)nnz, (double)nnz * 8.0 / 1048576.0);
+        advise_huge(d->col, (size_t)nnz * sizeof *d->col);
+        advise_huge(d->val, (size_t)nnz * sizeof *d->val);
+    }
+    if (nrows > 0)
+        IMRT_ALLOC(d->voxel, nrows);
+    IMRT_ALLOC(d->beam_start, nbeams + 1);
+    if (ncols > 0)
+        IMRT_ALLOC(d->bixel_uv, 2 * (int64_t)ncols);
+    if (nbeams > 0)
+        IMRT_ALLOC(d->beams, nbeams);
+    *out = d;
+    d = NULL;
+cleanup:
+    imrt_dij_destroy(&d);
+    return status;
+}
+
+imrt_status imrt_dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols, int64_t nnz,
+                           int nbeams, imrt_dij **out)
+{
+    return dij_alloc(grid, nrows, ncols, nnz, nbeams, 1, out);
+}
+
+imrt_status imrt_dij_validate(const imrt_dij *d)
+{
+    if (!d)
+        return imrt_error(IMRT_ERR_ARG, "imrt_dij_validate: NULL dij");
+    const int64_t nvox = imrt_grid_nvox(&d->grid);
+    if (d->nrows < 0 || d->nrows > nvox || d->ncols < 0 || d->nnz < 0 || d->nbeams < 0)
+        return imrt_error(IMRT_ERR_FORMAT, "dij sizes are inconsistent (rows %lld of %lld "
+                          "voxels, columns %d, entries %lld, beams %d)", (long long)d->nrows,
+                          (long long)nvox, d->ncols, (long long)d->nnz, d->nbeams);
+    if (d->rowptr[0] != 0 || d->rowptr[d->nrows] != d->nnz)
+        return imrt_error(IMRT_ERR_FORMAT, "dij row pointers run from %lld to %lld, expected "
+                          "0 to %lld", (long long)d->rowptr[0], (long long)d->rowptr[d->nrows],
+                          (long long)d->nnz);
+    for (int64_t r = 0; r < d->nrows; r++) {
+        if (d->rowptr[r + 1] < d->rowptr[r])
+            return imrt_error(IMRT_ERR_FORMAT, "dij row pointer %lld decreases", (long long)r);
+        if (d->voxel[r] < 0 || d->voxel[r] >= nvox || (r > 0 && d->voxel[r] <= d->voxel[r - 1]))
+            return imrt_error(IMRT_ERR_FORMAT, "dij row %lld has voxel %lld (must increase, "
+                              "< %lld)", (long long)r, (long long)d->voxel[r], (long long)nvox);
+        for (int64_t e = d->rowptr[r]; e < d->rowptr[r + 1]; e++) {
+            if (d->col[e] < 0 || d->col[e] >= d->ncols ||
+                (e > d->rowptr[r] && d->col[e] <= d->col[e - 1]))
+                return imrt_error(IMRT_ERR_FORMAT, "dij row %lld has column %d (must increase, "
+                                  "< %d)", (long long)r, d->col[e], d->ncols);
+            if (!isfinite(d->val[e]))
+                return imrt_error(IMRT_ERR_FORMAT, "dij row %lld has a non-finite value",
+                                  (long long)r);
+        }
+    }
+    if (d->beam_start[0] != 0 || d->beam_start[d->nbeams] != d->ncols)
+        return imrt_error(IMRT_ERR_FORMAT, "dij beam columns run from %d to %d, expected 0 to %d",
+                          d->beam_start[0], d->beam_start[d->nbeams], d->ncols);
+    for (int b = 0; b < d->nbeams; b++)
+        if (d->beam_start[b + 1] < d->beam_start[b])
+            return imrt_error(IMRT_ERR_FORMAT, "dij beam %d has a negative number of columns", b);
+    return IMRT_OK;
+}
+
+imrt_status imrt_dij_dose(const imrt_dij *d, const double *x, float *dose)
+{
+    if (!d || !x || !dose)
+        return imrt_error(IMRT_ERR_ARG, "imrt_dij_dose: NULL argument");
+    const int64_t nvox = imrt_grid_nvox(&d->grid);
+    for (int64_t v = 0; v < nvox; v++)
+        dose[v] = 0.0f;
+    for (int64_t r = 0; r < d->nrows; r++) {
+        double s = 0.0;
+        for (int64_t e = d->rowptr[r]; e < d->rowptr[r + 1]; e++)
+            s += (double)d->val[e] * x[d->col[e]];
+        dose[d->voxel[r]] = (float)s;
+    }
+    return IMRT_OK;
+}
+
+/* ---- build ------------------------------------------------------------------ */
+
+/* Everything a build holds before the dij itself. */
+typedef struct {
+    imrt_machine m;
+    imrt_fspb_cut cut;
+    imrt_fspb_beam *B;
+    int nbeams;
+    int threads;
+    int64_t nrows;
+    int64_t *voxel;   /* nrows */
+    int64_t *rowptr;  /* nrows + 1 */
+} build_state;
+
+static void build_free(build_state *s)
+{
+    imrt_fspb_beams_free(&s->B, s->nbeams);
+    imrt_free(s->voxel);
+    imrt_free(s->rowptr);
+}
+
+static void voxel_center(const imrt_grid *g, int64_t v, double c[3])
+{
+    int i, j, k;
+    imrt_grid_ijk(g, v, &i, &j, &k);
+    imrt_grid_center(g, i, j, k, c);
+}
+
+/* Rows, per-beam tables and the exact row pointers (count pass). */
+static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph,
+                                 const imrt_beamset *bs, const imrt_machine *m,
+                                 const imrt_dose_options *opt, build_state *s)
+{
+    imrt_status status = IMRT_OK;
+    memset(s, 0, sizeof *s);
+    if (!ph || !bs)
+        return imrt_error(IMRT_ERR_ARG, "dij: NULL phantom or beam set");
+    if (m)
+        s->m = *m;
+    else
+        imrt_machine_default(&s->m);
+    IMRT_TRY(imrt_machine_normalise(&s->m));
+    IMRT_TRY(imrt_fspb_resolve(&s->m, opt, &s->cut));
+    s->threads = ctx ? imrt_context_threads(ctx) : omp_get_max_threads();
+    const imrt_grid *g = &ph->grid;
+    const int64_t nvox = imrt_grid_nvox(g);
+    int64_t nrows = 0;
+    for (int64_t v = 0; v < nvox; v++) {
+        int in = 0;
+        for (int q = 0; q < ph->nstructures && !in; q++)
+            in = ph->structures[q].mask[v] != 0;
+        nrows += in;
+    }
+    if (nrows == 0)
+        IMRT_FAIL(IMRT_ERR_ARG, "dij: phantom '%s' has no voxel in any structure on the dose "
+                  "grid", ph->name);
+    s->nrows = nrows;
+    IMRT_ALLOC(s->voxel, nrows);
+    IMRT_ALLOC(s->rowptr, nrows + 1);
+    for (int64_t v = 0, r = 0; v < nvox; v++) {
+        int in = 0;
+        for (int q = 0; q < ph->nstructures && !in; q++)
+            in = ph->structures[q].mask[v] != 0;
+        if (in)
+            s->voxel[r++] = v;
+    }
+    s->nbeams = bs->nbeams;
+    IMRT_TRY(imrt_fspb_beams_create(bs, &s->B));
+    const double R = s->cut.radius;
+    const imrt_fspb_beam *B = s->B;
+    const int nb = bs->nbeams;
+    int64_t *rowptr = s->rowptr;
+    const int64_t *voxel = s->voxel;
+#pragma omp parallel for num_threads(s->threads) schedule(dynamic, 4096)
+    for (int64_t r = 0; r < nrows; r++) {
+        double c[3];
+        voxel_center(g, voxel[r], c);
+        int64_t n = 0;
+        for (int b = 0; b < nb; b++) {
+            double u, v, scale;
+            if (imrt_fspb_geometry(B[b].beam, c, &u, &v, &scale))
+                n += imrt_fspb_count(&B[b], u, v, R);
+        }
+        rowptr[r + 1] = n;
+    }
+    rowptr[0] = 0;
+    for (int64_t r = 0; r < nrows; r++)
+        rowptr[r + 1] += rowptr[r];
+cleanup:
+    return status;
+}
+
+/* Peak bytes of a build: the dij, the depth cubes, the row pointers held
+ * twice for a moment, and the per-thread scratch. */
+static uint64_t build_bytes(const build_state *s, const imrt_beamset *bs)
+{
+    uint64_t scratch = 0;
+    for (int b = 0; b < bs->nbeams; b++) {
+        uint64_t w = (uint64_t)imrt_fspb_work_size(&bs->beams[b]) * sizeof(double) +
+                     (uint64_t)bs->beams[b].nu * (uint64_t)bs->beams[b].nv * sizeof(double);
+        scratch = w > scratch ? w : scratch;
+    }
+    return imrt_dij_bytes(s->nrows, bs->nbeamlets, s->rowptr[s->nrows], bs->nbeams) +
+           (uint64_t)bs->nbeams * (uint64_t)s->nrows * sizeof(float) +
+           (uint64_t)(s->nrows + 1) * sizeof(int64_t) + scratch * (uint64_t)s->threads;
+}
+
+imrt_status imrt_dij_estimate(const imrt_context *ctx, const imrt_phantom *ph,
+                              const imrt_beamset *bs, const imrt_machine *m,
+                              const imrt_dose_options *opt, int64_t *nrows, int64_t *nnz,
+                              uint64_t *bytes)
+{
+    imrt_status status = IMRT_OK;
+    build_state s;
+    IMRT_TRY(build_prepare(ctx, ph, bs, m, opt, &s));
+    if (nrows)
+        *nrows = s.nrows;
+    if (nnz)
+        *nnz = s.rowptr[s.nrows];
+    if (bytes)
+        *bytes = build_bytes(&s, bs);
+cleanup:
+    build_free(&s);
+    return status;
+}
+
+#define MIB(x) ((double)(x) / 1048576.0)
+
+imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
+                           const imrt_beamset *bs, const imrt_machine *m,
+                           const imrt_dose_options *opt, imrt_dij **out)
+{
+    imrt_status status = IMRT_OK;
+    build_state s;
+    imrt_dij *d = NULL;
+    float *depth = NULL;
+    double *work = NULL, *vals = NULL;
+    if (!out)
+        return imrt_error(IMRT_ERR_ARG, "imrt_dij_build: out is NULL");
+    *out = NULL;
+    imrt_context_progress(ctx, "dij", 0.0);
+    IMRT_TRY(build_prepare(ctx, ph, bs, m, opt, &s));
+    const int64_t nrows = s.nrows, nnz = s.rowptr[nrows];
+    const uint64_t need = build_bytes(&s, bs);
+    const uint64_t budget = ctx ? imrt_context_max_memory(ctx) : 0;
+    if (budget > 0 && need > budget)
+        IMRT_FAIL(IMRT_ERR_BUDGET,
+                  "the dij needs %.1f MiB (%lld voxels x %d beamlets, %lld entries) but the "
+                  "memory budget is %.1f MiB (--max-memory); raise the budget, or reduce the "
+                  "dij with a larger beamlet_mm (now %g mm), a coarser dose_grid_mm (now "
+                  "%g x %g x %g mm) or a smaller scatter_radius (coupling half-width, now %g mm)",
+                  MIB(need), (long long)nrows, bs->nbeamlets, (long long)nnz, MIB(budget),
+                  bs->beamlet_mm, ph->grid.dx, ph->grid.dy, ph->grid.dz, s.cut.radius);
+    IMRT_TRY(dij_alloc(&ph->grid, nrows, bs->nbeamlets, nnz, bs->nbeams, 0, &d));
+    memcpy(d->rowptr, s.rowptr, (size_t)(nrows + 1) * sizeof *d->rowptr);
+    memcpy(d->voxel, s.voxel, (size_t)nrows * sizeof *d->voxel);
+    imrt_free(s.rowptr);
+    s.rowptr = NULL;
+    d->beamlet_mm = bs->beamlet_mm;
+    for (int b = 0; b < bs->nbeams; b++) {
+        const imrt_beam *bm = &bs->beams[b];
+        d->beam_start[b] = bm->first;
+        snprintf(d->beams[b].name, sizeof d->beams[b].name, "%s", bm->name);
+        d->beams[b].gantry_deg = bm->gantry_deg;
+        d->beams[b].couch_deg = bm->couch_deg;
+        memcpy(d->beams[b].iso, bm->iso, sizeof bm->iso);
+    }
+    d->beam_start[bs->nbeams] = bs->nbeamlets;
+    for (int64_t q = 0; q < 2 * (int64_t)bs->nbeamlets; q++)
+        d->bixel_uv[q] = (float)bs->uv[q];
+
+    /* Radiological depth of every row voxel, beam by beam (about a fifth of the work). */
+    const double depth_share = 0.2;
+    IMRT_ALLOC(depth, (int64_t)bs->nbeams * nrows);
+    for (int b = 0; b < bs->nbeams; b++) {
+        IMRT_TRY(imrt_depth_cube(ctx, &ph->grid, ph->density, bs->beams[b].src, d->voxel, nrows,
+                                 depth + (int64_t)b * nrows));
+        imrt_context_progress(ctx, "dij", depth_share * (b + 1) / bs->nbeams);
+    }
+
+    /* Fill pass: rows in chunks (progress between chunks), threads inside. */
+    int64_t work_size = 0, max_cells = 0;
+    for (int b = 0; b < bs->nbeams; b++) {
+        work_size = IMRT_MAX(work_size, imrt_fspb_work_size(&bs->beams[b]));
+        max_cells = IMRT_MAX(max_cells, (int64_t)bs->beams[b].nu * bs->beams[b].nv);
+    }
+    IMRT_ALLOC(work, work_size * s.threads);
+    IMRT_ALLOC(vals, max_cells * s.threads);
+    const imrt_fspb_row_fn kernel = imrt_fspb_kernel(ctx);
+    const int64_t nchunks = IMRT_MIN((int64_t)64, nrows / 2048 + 1);
+    int mismatch = 0;
+    for (int64_t ch = 0; ch < nchunks; ch++) {
+        const int64_t r0 = nrows * ch / nchunks, r1 = nrows * (ch + 1) / nchunks;
+#pragma omp parallel num_threads(s.threads) reduction(| : mismatch)
+        {
+            const int tid = omp_get_thread_num();
+            double *my_work = work + work_size * tid;
+            double *my_val = vals + max_cells * tid;
+#pragma omp for schedule(dynamic, 256)
+            for (int64_t r = r0; r < r1; r++) {
+                double c[3];
+                voxel_center(&ph->grid, d->voxel[r], c);
+                int64_t pos = d->rowptr[r];
+                for (int b = 0; b < bs->nbeams; b++) {
+                    double u, v, scale;
+                    if (!imrt_fspb_geometry(s.B[b].beam, c, &u, &v, &scale))
+                        continue;
+                    imrt_fspb_point P;
+                    imrt_fspb_physics(&s.m, &s.cut, bs->beamlet_mm, u, v, scale,
+                                      (double)depth[(int64_t)b * nrows + r], &P);
+                    if (pos + imrt_fspb_count(&s.B[b], u, v, P.R) > d->rowptr[r + 1]) {
+                        mismatch = 1;
+                        break;
+                    }
+                    const int64_t n = kernel(&s.B[b], &P, my_work, d->col + pos, my_val);
+                    for (int64_t e = 0; e < n; e++)
+                        d->val[pos + e] = (float)my_val[e];
+                    pos += n;
+                }
+                mismatch |= pos != d->rowptr[r + 1];
+            }
+        }
+        imrt_context_progress(ctx, "dij",
+                              depth_share + (1 - depth_share) * (double)(ch + 1) / (double)nchunks);
+    }
+    if (mismatch)
+        IMRT_FAIL(IMRT_ERR_INTERNAL, "dij: the fill pass disagrees with the count pass");
+    *out = d;
+    d = NULL;
+cleanup:
+    imrt_free(depth);
+    imrt_free(work);
+    imrt_free(vals);
+    build_free(&s);
+    imrt_dij_destroy(&d);
+    return status;
+}

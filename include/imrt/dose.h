@@ -1,0 +1,147 @@
+/*
+ * imrt/dose.h - the photon dose engine: finite-size pencil-beam dose
+ * (spec/physics.md section 5) on a dose grid, the dose-influence matrix
+ * build (section 6), direct dose for given beamlet weights, dose at
+ * arbitrary points, and the dose grid itself (a phantom resampled to the
+ * dose-grid spacing).
+ *
+ * Units: mm, Gy per unit beamlet weight (weights are relative fluences,
+ * imrt/machine.h). Frames: imrt/grid.h (LPS), imrt/beam.h (BEV).
+ *
+ * Lateral cut-off (imrt_dose_options). A 5 mm beamlet's phantom scatter is
+ * broad (sigma of 4-6 cm) and, at its own peak, about 1e-3 of the beamlet's
+ * primary peak, yet it makes 10-15 % of the dose of a 10 x 10 cm^2 field; a
+ * relative threshold on whole beamlet values, or a plain radius, drops that
+ * scatter and biases the dose low. The engine therefore works with:
+ *   - a primary threshold: a beamlet's primary term is dropped beyond
+ *     w/2 + sqrt(2 ln(1/cutoff)) sigma_p along either BEV axis (where its
+ *     edge factor is below `cutoff`, relative; default 1e-3);
+ *   - a coupling window: a voxel couples to the beamlets whose centres lie
+ *     within `scatter_radius` (mm at the isocentre plane, a square
+ *     half-width along u and v) of its BEV projection, clamped to the
+ *     beam's beamlet grid; a voxel beyond the field keeps the nearest edge
+ *     beamlets, so every voxel in front of a beam has at least one entry;
+ *   - folding: the dose of every beamlet outside the window is added to the
+ *     window beamlet nearest to it (grid indices clamped to the window, then
+ *     the nearest present beamlet). The dij is then exact for a uniform
+ *     fluence over any field shape, and for a modulated fluence the far
+ *     scatter is attributed to a nearby beamlet instead of being lost.
+ * imrt_dose_options_exact() turns the cut-off off (every voxel couples to
+ * every beamlet: the reference dose). tests/test_dij.c measures the
+ * deviation; docs/physics-model.md gives the size/accuracy table.
+ *
+ * Threads: every function below runs OpenMP loops with the context's thread
+ * count (ctx may be NULL: OpenMP default) and gives results that do not
+ * depend on the thread count. Progress of the dij build goes through
+ * imrt_context_progress (stage "dij"). All functions are re-entrant.
+ */
+#ifndef IMRT_DOSE_H
+#define IMRT_DOSE_H
+
+#include "imrt/beam.h"
+#include "imrt/context.h"
+#include "imrt/dij.h"
+#include "imrt/machine.h"
+#include "imrt/phantom.h"
+#include "imrt/plan.h"
+#include "imrt/status.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    double cutoff;         /* relative primary threshold in [0, 0.5); 0 = none; default 1e-3 */
+    double scatter_radius; /* coupling window half-width, mm at the isocentre plane;
+                              0 = the machine's default; INFINITY = every beamlet */
+} imrt_dose_options;
+
+/* cutoff = 1e-3, scatter_radius = 0 (machine default). */
+void imrt_dose_options_default(imrt_dose_options *o);
+/* Defaults with plan->cutoff. */
+void imrt_dose_options_from_plan(const imrt_plan *plan, imrt_dose_options *o);
+/* No cut-off at all: cutoff = 0, scatter_radius = INFINITY. */
+void imrt_dose_options_exact(imrt_dose_options *o);
+
+/* A copy of phantom p on a grid of the given spacing (mm) covering the same
+ * physical extent: the new grid has ceil(extent/spacing) voxels per axis
+ * (extent = n * old spacing) and the same centre. Density is the
+ * volume-weighted mean RED of the fine voxels that overlap each dose voxel;
+ * a structure contains a dose voxel when its centre lies in a fine voxel of
+ * the structure. spacing_mm == NULL, or equal to p's spacing within 1e-9 mm,
+ * gives an exact copy. Errors: IMRT_ERR_ARG, IMRT_ERR_RANGE (spacing not in
+ * (0, 1000] mm or too many voxels), IMRT_ERR_NOMEM. */
+imrt_status imrt_phantom_resample(const imrt_phantom *p, const double spacing_mm[3],
+                                  imrt_phantom **out);
+
+/* The dose grid of a plan: imrt_phantom_resample with plan->dose_grid_mm,
+ * where a 0 entry keeps the phantom's spacing along that axis (all 0, or
+ * plan NULL: an exact copy). Errors: as imrt_phantom_resample. */
+imrt_status imrt_dose_grid_phantom(const imrt_phantom *p, const imrt_plan *plan,
+                                   imrt_phantom **out);
+
+/* Size of the dij that imrt_dij_build would produce, computed exactly from
+ * the geometry (no ray tracing): rows, stored entries, and the bytes the
+ * build needs at its peak (dij arrays + depth cubes + counts).
+ * Any output pointer may be NULL. Errors: as imrt_dij_build minus BUDGET. */
+imrt_status imrt_dij_estimate(const imrt_context *ctx, const imrt_phantom *dose_phantom,
+                              const imrt_beamset *bs, const imrt_machine *m,
+                              const imrt_dose_options *opt, int64_t *nrows, int64_t *nnz,
+                              uint64_t *bytes);
+
+/* Build the dose-influence matrix (imrt/dij.h) on the grid of dose_phantom
+ * (usually from imrt_dose_grid_phantom): rows = voxels in at least one
+ * structure, columns = the beam set's beamlets. m NULL = the default
+ * machine; opt NULL = imrt_dose_options_default. The result is bitwise
+ * identical for any thread count.
+ * Errors: IMRT_ERR_ARG (NULL, no structure voxel, bad options),
+ * IMRT_ERR_RANGE (machine parameters, a voxel behind a source),
+ * IMRT_ERR_BUDGET (the build needs more than imrt_context_max_memory: the
+ * message gives both numbers and the settings that reduce the size),
+ * IMRT_ERR_NOMEM. */
+imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *dose_phantom,
+                           const imrt_beamset *bs, const imrt_machine *m,
+                           const imrt_dose_options *opt, imrt_dij **out);
+
+/* Direct dose for beamlet weights without a dij: dose[v] = sum over
+ * beamlets of weight * dose per unit weight, for every voxel of phantom's
+ * grid with mask[v] != 0 (mask NULL = all voxels); other entries are set to
+ * 0. weights has nbeamlets entries (NULL = all 1). dose has nvox entries.
+ * Same kernel and options as imrt_dij_build, so D*x matches it.
+ * Errors: IMRT_ERR_ARG, IMRT_ERR_RANGE (machine, options), IMRT_ERR_NOMEM. */
+imrt_status imrt_dose_compute(const imrt_context *ctx, const imrt_phantom *phantom,
+                              const imrt_beamset *bs, const imrt_machine *m,
+                              const imrt_dose_options *opt, const double *weights,
+                              const uint8_t *mask, float *dose);
+
+/* Dose at npts arbitrary points xyz (3*npts, mm) in phantom: the
+ * radiological depth is traced to each point exactly. Used for depth doses,
+ * profiles and the machine fit. Errors: as imrt_dose_compute. */
+imrt_status imrt_dose_points(const imrt_context *ctx, const imrt_phantom *phantom,
+                             const imrt_beamset *bs, const imrt_machine *m,
+                             const imrt_dose_options *opt, const double *weights, int64_t npts,
+                             const double *xyz, double *dose);
+
+/* Beam data of a machine computed by the engine itself (imrt_dose_points on
+ * a 300 x 300 x 300 mm^3 water box, SSD = SAD, open fields, exact options):
+ * the quantities of spec/physics.md section 5. */
+typedef struct {
+    double dmax_mm;         /* depth of maximum, 100 x 100 */
+    double pdd50, pdd100, pdd200; /* PDD in % at 50/100/200 mm, 100 x 100 */
+    double penumbra_mm;     /* 80-20 % at 100 mm depth, 100 x 100, mean of both edges */
+    double penumbra_dmax_mm; /* the same at the depth of maximum */
+    double of5, of20;       /* output at each field's d_max relative to 100 x 100 */
+    double pdd100_5, pdd100_20; /* PDD(100 mm) of 50 x 50 and 200 x 200, % */
+    double dose_dmax;       /* absolute dose at d_max of 100 x 100 (1 Gy when normalised) */
+} imrt_beam_data;
+
+/* Fill bd for machine m (ctx may be NULL). Errors: as imrt_dose_points. */
+imrt_status imrt_machine_beam_data(const imrt_context *ctx, const imrt_machine *m,
+                                   imrt_beam_data *bd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IMRT_DOSE_H */
