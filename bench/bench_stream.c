@@ -39,12 +39,7 @@ static void k_triad(void *p)
 static void k_read(void *p)
 {
     stream_arrays *s = p;
-    const double *restrict a = s->a;
-    double sum = 0.0;
-#pragma omp parallel for simd num_threads(s->threads) schedule(static) reduction(+ : sum)
-    for (size_t i = 0; i < s->n; i++)
-        sum += a[i];
-    s->sum += sum;
+    s->sum += bench_read_sum(s->a, s->n, s->threads);
 }
 
 static void report(const bench_opts *o, const char *kernel, int th, const char *size,

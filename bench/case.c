@@ -2,12 +2,21 @@
  * bench/case.c - the benchmark problems of bench/case.h: the TG-119 case
  * (or its generated stand-in), fused-pass programs and starting weights.
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include "case.h"
 
 #include "synth.h"
 
 #include "imrt/alloc.h"
+#include "imrt/dose.h"
+#include "imrt/machine.h"
+#include "imrt/spec.h"
 
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,11 +46,115 @@ static void tg119_defs(bench_case *c)
     }
 }
 
-void bench_case_tg119(const bench_opts *o, double spacing_mm, bench_case *c)
+const char *bench_box_mat(const bench_opts *o, char *buf, size_t n)
+{
+    const char *mat = o->arg ? o->arg : "../shared/data/BOXPHANTOM.mat";
+    char tmp[PATH_MAX];
+    if (access(mat, R_OK) != 0 || !realpath(mat, tmp))
+        return NULL;
+    snprintf(buf, n, "%s", tmp);
+    return buf;
+}
+
+const char *bench_default_spec(void)
+{
+    const char *e = getenv("IMRT_BENCH_SPEC");
+    return e && *e ? e : "phantoms/tg119_cshape.json";
+}
+
+static imrt_context *make_ctx(const bench_opts *o)
+{
+    imrt_context *ctx = NULL;
+    if (imrt_context_create(&ctx) != IMRT_OK || imrt_context_set_threads(ctx, o->threads))
+        bench_fail("%s: cannot create a context: %s", o->prog, imrt_last_error());
+    return ctx;
+}
+
+/* Read a spec, replacing phantom.file by mat when given. */
+static void load_spec(const bench_opts *o, const char *spec, const char *mat, bench_case *c)
+{
+    if (!mat) {
+        if (imrt_spec_load(spec, NULL, &c->phantom, &c->plan) != IMRT_OK)
+            bench_fail("%s: %s", o->prog, imrt_last_error());
+        return;
+    }
+    json_error_t err;
+    json_t *root = json_load_file(spec, 0, &err);
+    json_t *ph = root ? json_object_get(root, "phantom") : NULL;
+    if (!ph || !json_is_object(ph) || json_object_set_new(ph, "file", json_string(mat)) != 0)
+        bench_fail("%s: %s: cannot read the spec or set phantom.file (%s, line %d)", o->prog,
+                   spec, root ? "no phantom object" : err.text, err.line);
+    char *text = json_dumps(root, JSON_INDENT(1));
+    json_decref(root);
+    if (!text)
+        bench_fail("%s: out of memory", o->prog);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", spec);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
+    const imrt_status st = imrt_spec_parse(text, strlen(text), spec, dir, NULL, &c->phantom,
+                                           &c->plan, NULL);
+    free(text);
+    if (st != IMRT_OK)
+        bench_fail("%s: %s", o->prog, imrt_last_error());
+}
+
+void bench_case_spec(const bench_opts *o, const char *spec, const char *mat, double spacing_mm,
+                     bench_case *c)
 {
     memset(c, 0, sizeof *c);
+    c->ctx = make_ctx(o);
+    double t0 = bench_now();
+    load_spec(o, spec, mat, c);
+    c->spec_s = bench_now() - t0;
+    c->rss_spec = bench_peak_rss();
+    if (spacing_mm > 0)
+        for (int a = 0; a < 3; a++)
+            c->plan->dose_grid_mm[a] = spacing_mm;
+    t0 = bench_now();
+    const char *target = c->plan->rx.target[0] ? c->plan->rx.target : NULL;
+    for (int s = 0; s < c->phantom->nstructures && !target; s++)
+        if (c->phantom->structures[s].kind == IMRT_KIND_TARGET)
+            target = c->phantom->structures[s].name;
+    if (imrt_beamset_create(c->phantom, c->plan, c->plan->beams, c->plan->nbeams, target,
+                            &c->bs) != IMRT_OK ||
+        imrt_dose_grid_phantom(c->phantom, c->plan, &c->dose) != IMRT_OK)
+        bench_fail("%s: %s", o->prog, imrt_last_error());
+    c->setup_s = bench_now() - t0;
+    c->rss_setup = bench_peak_rss();
+    imrt_machine m;
+    imrt_machine_default(&m);
+    imrt_dose_options opt;
+    imrt_dose_options_from_plan(c->plan, &opt);
+    t0 = bench_now();
+    if (imrt_dij_build(c->ctx, c->dose, c->bs, &m, &opt, &c->dij) != IMRT_OK)
+        bench_fail("%s: %s", o->prog, imrt_last_error());
+    c->build_s = bench_now() - t0;
+    c->rss_dij = bench_peak_rss();
+    const char *stem = strrchr(spec, '/');
+    stem = stem ? stem + 1 : spec;
+    snprintf(c->name, sizeof c->name, "%.*s %.3gmm", (int)strcspn(stem, "."), stem,
+             c->dose->grid.dx);
+    c->ndefs = c->plan->nobjectives;
+    c->defs = imrt_calloc(c->ndefs > 0 ? (size_t)c->ndefs : 1, sizeof *c->defs);
+    if (!c->defs)
+        bench_fail("case: out of memory");
+    if (c->ndefs > 0)
+        memcpy(c->defs, c->plan->objectives, (size_t)c->ndefs * sizeof *c->defs);
+}
+
+void bench_case_tg119(const bench_opts *o, double spacing_mm, bench_case *c)
+{
+    if (!o->synthetic) {
+        bench_case_spec(o, bench_default_spec(), NULL, spacing_mm, c);
+        return;
+    }
+    memset(c, 0, sizeof *c);
+    c->ctx = make_ctx(o);
     const double s = spacing_mm > 0 ? spacing_mm : 2.5;
-    (void)o;
     double t0 = bench_now();
     synth_tg119(s, &c->dij, &c->dose);
     c->build_s = bench_now() - t0;
@@ -52,10 +165,12 @@ void bench_case_tg119(const bench_opts *o, double spacing_mm, bench_case *c)
 
 void bench_case_free(bench_case *c)
 {
-    if (c->synthetic)
-        synth_dij_free(&c->dij);
+    imrt_dij_destroy(&c->dij);
     imrt_phantom_destroy(&c->dose);
+    imrt_beamset_destroy(&c->bs);
+    imrt_phantom_destroy(&c->phantom);
     imrt_plan_destroy(&c->plan);
+    imrt_context_destroy(&c->ctx);
     imrt_free(c->defs);
     memset(c, 0, sizeof *c);
 }

@@ -65,9 +65,43 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+void bench_cpu_snap_take(bench_cpu_snap *s)
+{
+    s->busy_s = -1.0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (f) {
+        unsigned long long v[8] = {0};
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) == 8) {
+            const double hz = (double)sysconf(_SC_CLK_TCK);
+            s->busy_s = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;
+        }
+        fclose(f);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    s->self_s = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    s->wall_s = bench_now();
+}
+
+double bench_cpu_other(const bench_cpu_snap *a, const bench_cpu_snap *b)
+{
+    const double dt = b->wall_s - a->wall_s;
+    if (a->busy_s < 0 || b->busy_s < 0 || dt < 0.05)
+        return -1.0;
+    const double o = ((b->busy_s - a->busy_s) - (b->self_s - a->self_s)) / dt;
+    return o > 0 ? o : 0.0;
+}
+
+bench_timing bench_once(double seconds)
+{
+    bench_timing t = {seconds, seconds, seconds, 1, -1.0};
+    return t;
+}
+
 bench_timing bench_stats(double *s, int n)
 {
-    bench_timing t = {0, 0, 0, n};
+    bench_timing t = {0, 0, 0, n, -1.0};
     if (n < 1)
         return t;
     qsort(s, (size_t)n, sizeof *s, cmp_double);
@@ -83,25 +117,51 @@ bench_timing bench_time(void (*fn)(void *), void *arg, int repeats)
     if (!s)
         bench_fail("bench: out of memory");
     fn(arg); /* warm-up */
+    bench_cpu_snap c0, c1;
+    bench_cpu_snap_take(&c0);
     for (int r = 0; r < repeats; r++) {
         double t0 = bench_now();
         fn(arg);
         s[r] = bench_now() - t0;
     }
+    bench_cpu_snap_take(&c1);
     bench_timing t = bench_stats(s, repeats);
+    t.other_cpu = bench_cpu_other(&c0, &c1);
     free(s);
     return t;
 }
 
+double bench_read_sum(const double *a, size_t n, int threads)
+{
+    double sum = 0.0;
+#pragma omp parallel num_threads(threads) reduction(+ : sum)
+    {
+        const size_t id = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        const size_t i0 = n * id / nt, i1 = n * (id + 1) / nt;
+        const double *restrict p = a;
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+        size_t i = i0;
+        for (; i + 8 <= i1; i += 8) {
+            s0 += p[i];
+            s1 += p[i + 1];
+            s2 += p[i + 2];
+            s3 += p[i + 3];
+            s4 += p[i + 4];
+            s5 += p[i + 5];
+            s6 += p[i + 6];
+            s7 += p[i + 7];
+        }
+        for (; i < i1; i++)
+            s0 += p[i];
+        sum += ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+    }
+    return sum;
+}
+
 static double stream_read_once(bench_stream *s)
 {
-    const double *restrict a = s->a;
-    const size_t n = s->n;
-    double sum = 0.0;
     const double t0 = bench_now();
-#pragma omp parallel for simd num_threads(s->threads) schedule(static) reduction(+ : sum)
-    for (size_t i = 0; i < n; i++)
-        sum += a[i];
+    const double sum = bench_read_sum(s->a, s->n, s->threads);
     const double dt = bench_now() - t0;
     s->sink += sum;
     return dt;
@@ -162,9 +222,13 @@ void bench_stream_measure(const bench_opts *o, const char *bench, int threads, b
     const int reps = o->quick ? 5 : 11;
     double tt[16];
     stream_read_once(s); /* warm-up */
+    bench_cpu_snap c0, c1;
+    bench_cpu_snap_take(&c0);
     for (int r = 0; r < reps; r++)
         tt[r] = stream_read_once(s);
+    bench_cpu_snap_take(&c1);
     s->t = bench_stats(tt, reps);
+    s->t.other_cpu = bench_cpu_other(&c0, &c1);
     s->bytes = (double)(n * sizeof(double));
     s->gbps = s->bytes / s->t.median_s * 1e-9;
     s->gbps_best = s->bytes / s->t.min_s * 1e-9;
@@ -195,6 +259,8 @@ bench_timing bench_time_paired(void (*fn)(void *), void *arg, int repeats, bench
         bench_fail("bench: out of memory");
     double *ratio = t + repeats;
     fn(arg); /* warm-up */
+    bench_cpu_snap c0, c1;
+    bench_cpu_snap_take(&c0);
     for (int r = 0; r < repeats; r++) {
         const double ts = stream_read_once(s);
         const double t0 = bench_now();
@@ -202,7 +268,9 @@ bench_timing bench_time_paired(void (*fn)(void *), void *arg, int repeats, bench
         t[r] = bench_now() - t0;
         ratio[r] = (bytes / t[r]) / (s->bytes / ts);
     }
+    bench_cpu_snap_take(&c1);
     bench_timing st = bench_stats(t, repeats);
+    st.other_cpu = bench_cpu_other(&c0, &c1);
     bench_timing rt = bench_stats(ratio, repeats);
     if (bw) {
         bw->gbps = bytes / st.median_s * 1e-9;
@@ -226,6 +294,8 @@ void bench_report(const bench_opts *o, const char *bench, const char *kernel, in
             if (bw->pct >= 0)
                 printf(", \"pct_stream\": %.1f", bw->pct);
         }
+        if (t->other_cpu >= 0)
+            printf(", \"other_cpu\": %.2f", t->other_cpu);
         if (extra && *extra)
             printf(", %s", extra);
         printf("}\n");
@@ -237,6 +307,8 @@ void bench_report(const bench_opts *o, const char *bench, const char *kernel, in
             if (bw->pct >= 0)
                 printf(" %5.1f %%STREAM", bw->pct);
         }
+        if (t->other_cpu >= 0)
+            printf("  other %.1f", t->other_cpu);
         if (extra && *extra)
             printf("  {%s}", extra);
         printf("\n");

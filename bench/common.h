@@ -23,7 +23,21 @@ typedef struct {
 typedef struct {
     double median_s, min_s, max_s; /* over the timed repeats */
     int repeats;
+    double other_cpu; /* cores kept busy by other processes during the repeats
+                         (from /proc/stat), < 0 when unknown */
 } bench_timing;
+
+/* CPU-load snapshot: lets a program say how busy the machine was with other
+ * work while it measured (the machine may be shared). */
+typedef struct {
+    double busy_s; /* all CPUs' busy time since boot, s */
+    double self_s; /* this process's CPU time, s */
+    double wall_s; /* monotonic clock, s */
+} bench_cpu_snap;
+
+void bench_cpu_snap_take(bench_cpu_snap *s);
+/* Cores busy with other processes between two snapshots (>= 0; -1 unknown). */
+double bench_cpu_other(const bench_cpu_snap *a, const bench_cpu_snap *b);
 
 /* The STREAM read figure a program's bandwidths are compared with. The
  * array is kept so that kernels can be timed in pairs with a STREAM read
@@ -58,6 +72,9 @@ double bench_now(void);
 /* Run fn(arg) once to warm up, then `repeats` times; statistics of the timed runs. */
 bench_timing bench_time(void (*fn)(void *), void *arg, int repeats);
 
+/* A single measurement as a timing (one repeat). */
+bench_timing bench_once(double seconds);
+
 /* Statistics of n samples (sorted in place). */
 bench_timing bench_stats(double *s, int n);
 
@@ -68,6 +85,12 @@ bench_timing bench_stats(double *s, int n);
  * percentages refer to. Keeps the array for bench_time_paired. */
 void bench_stream_measure(const bench_opts *o, const char *bench, int threads, bench_stream *s);
 void bench_stream_free(bench_stream *s);
+
+/* The STREAM read kernel: sum of a[0..n-1] with `threads` threads, eight
+ * independent partial sums per thread so that the add latency never limits
+ * the read (a single accumulator chain caps one core below its memory
+ * bandwidth). */
+double bench_read_sum(const double *a, size_t n, int threads);
 
 /* Time fn(arg) like bench_time, each repeat right after one STREAM read of
  * s; bw (may be NULL) gets the kernel's bandwidth for `bytes` per call. */

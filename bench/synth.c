@@ -9,6 +9,7 @@
 #include "imrt/alloc.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,20 +97,6 @@ static int64_t beam_row(const syn_beam *B, int first, double x, double y, double
     return k;
 }
 
-void synth_dij_free(imrt_dij **d)
-{
-    if (!d || !*d)
-        return;
-    imrt_free((*d)->rowptr);
-    imrt_free((*d)->col);
-    imrt_free((*d)->val);
-    imrt_free((*d)->voxel);
-    imrt_free((*d)->beam_start);
-    imrt_free((*d)->bixel_uv);
-    imrt_free(*d);
-    *d = NULL;
-}
-
 void synth_tg119(double spacing_mm, imrt_dij **dij, imrt_phantom **dose_phantom)
 {
     const double s = spacing_mm;
@@ -151,51 +138,50 @@ void synth_tg119(double spacing_mm, imrt_dij **dij, imrt_phantom **dose_phantom)
     }
     const int32_t per = SYN_NU * SYN_NV, ncols = SYN_NBEAMS * per;
 
-    imrt_dij *D = imrt_calloc(1, sizeof *D);
-    if (!D)
+    int64_t *voxel = imrt_calloc((size_t)nrows, sizeof *voxel);
+    int64_t *len = imrt_calloc((size_t)nrows + 1, sizeof *len);
+    if (!voxel || !len)
         bench_fail("synth: out of memory");
-    D->grid = g;
-    D->nrows = nrows;
-    D->ncols = ncols;
-    D->nbeams = SYN_NBEAMS;
+    int64_t r = 0;
+    for (int64_t q = 0; q < nvox; q++)
+        if (P->structures[ib].mask[q])
+            voxel[r++] = q;
+    /* count, allocate, fill */
+#pragma omp parallel for schedule(dynamic, 1024)
+    for (int64_t row = 0; row < nrows; row++) {
+        int i, j, k;
+        double c[3];
+        imrt_grid_ijk(&g, voxel[row], &i, &j, &k);
+        imrt_grid_center(&g, i, j, k, c);
+        int64_t n = 0;
+        for (int b = 0; b < SYN_NBEAMS; b++)
+            n += beam_row(&beams[b], 0, c[0], c[1], c[2], NULL, NULL);
+        len[row] = n;
+    }
+    int64_t nnz = 0;
+    for (int64_t row = 0; row < nrows; row++)
+        nnz += len[row];
+    imrt_dij *D = NULL;
+    if (imrt_dij_alloc(&g, nrows, ncols, nnz, SYN_NBEAMS, &D) != IMRT_OK)
+        bench_fail("synth: %s", imrt_last_error());
     D->beamlet_mm = SYN_W;
-    D->rowptr = imrt_calloc((size_t)nrows + 1, sizeof *D->rowptr);
-    D->voxel = imrt_calloc((size_t)nrows, sizeof *D->voxel);
-    D->beam_start = imrt_calloc(SYN_NBEAMS + 1, sizeof *D->beam_start);
-    D->bixel_uv = imrt_calloc(2 * (size_t)ncols, sizeof *D->bixel_uv);
-    if (!D->rowptr || !D->voxel || !D->beam_start || !D->bixel_uv)
-        bench_fail("synth: out of memory");
+    memcpy(D->voxel, voxel, (size_t)nrows * sizeof *voxel);
+    D->rowptr[0] = 0;
+    for (int64_t row = 0; row < nrows; row++)
+        D->rowptr[row + 1] = D->rowptr[row] + len[row];
+    imrt_free(voxel);
+    imrt_free(len);
     for (int b = 0; b <= SYN_NBEAMS; b++)
         D->beam_start[b] = b * per;
+    for (int b = 0; b < SYN_NBEAMS; b++) {
+        snprintf(D->beams[b].name, sizeof D->beams[b].name, "G%03d", 40 * b);
+        D->beams[b].gantry_deg = 40.0 * b;
+    }
     for (int32_t j = 0; j < ncols; j++) {
         const int c = j % per;
         D->bixel_uv[2 * j] = (float)(SYN_U0 + (c % SYN_NU) * SYN_W);
         D->bixel_uv[2 * j + 1] = (float)(SYN_V0 + (c / SYN_NU) * SYN_W);
     }
-    int64_t r = 0;
-    for (int64_t q = 0; q < nvox; q++)
-        if (P->structures[ib].mask[q])
-            D->voxel[r++] = q;
-
-    /* count, prefix sum, fill */
-#pragma omp parallel for schedule(dynamic, 1024)
-    for (int64_t row = 0; row < nrows; row++) {
-        int i, j, k;
-        double c[3];
-        imrt_grid_ijk(&g, D->voxel[row], &i, &j, &k);
-        imrt_grid_center(&g, i, j, k, c);
-        int64_t n = 0;
-        for (int b = 0; b < SYN_NBEAMS; b++)
-            n += beam_row(&beams[b], 0, c[0], c[1], c[2], NULL, NULL);
-        D->rowptr[row + 1] = n;
-    }
-    for (int64_t row = 0; row < nrows; row++)
-        D->rowptr[row + 1] += D->rowptr[row];
-    D->nnz = D->rowptr[nrows];
-    D->col = imrt_malloc((size_t)D->nnz * sizeof *D->col);
-    D->val = imrt_malloc((size_t)D->nnz * sizeof *D->val);
-    if (!D->col || !D->val)
-        bench_fail("synth: cannot allocate %lld entries", (long long)D->nnz);
 #pragma omp parallel for schedule(dynamic, 1024)
     for (int64_t row = 0; row < nrows; row++) {
         int i, j, k;

@@ -14,10 +14,8 @@
 #include "imrt/phantom.h"
 
 /* Build the dij (rows = BODY voxels) and its dose phantom (PTV, Core, BODY)
- * on a grid of `spacing_mm`. Exits the program on allocation failure. */
+ * on a grid of `spacing_mm` (free with imrt_dij_destroy and
+ * imrt_phantom_destroy). Exits the program on allocation failure. */
 void synth_tg119(double spacing_mm, imrt_dij **dij, imrt_phantom **dose_phantom);
-
-/* Free a dij made by synth_tg119; accepts NULL, clears *d. */
-void synth_dij_free(imrt_dij **d);
 
 #endif /* IMRT_BENCH_SYNTH_H */
