@@ -190,7 +190,7 @@ static int not_built(int argc, char **argv)
 static const imrt_cli_command commands[] = {
     {"plan", "phantom, dij, IMRT optimisation, 3D-CRT baseline, metrics, report",
      "usage: imrt plan SPEC [-o DIR] [--force] [--grid MM] [--threads N] [--quiet] [--max-memory SIZE]\n",
-     not_built},
+     imrt_cmd_plan},
     {"compare", "IMRT vs 3D-CRT table of a plan folder (from its metrics.json)",
      "usage: imrt compare DIR [--json]\n", imrt_cmd_compare},
     {"phantom", "rasterise a phantom spec: density, structure map, pictures, volumes",
@@ -200,7 +200,7 @@ static const imrt_cli_command commands[] = {
      "usage: imrt dij SPEC [-o FILE] [--machine FILE] [--force] [--threads N] [--max-memory SIZE]\n",
      imrt_cmd_dij},
     {"optimize", "fluence-map optimisation on a saved dij",
-     "usage: imrt optimize SPEC --dij FILE [-o DIR] [--threads N]\n", not_built},
+     "usage: imrt optimize SPEC --dij FILE [-o DIR] [--threads N]\n", imrt_cmd_optimize},
     {"dose", "forward dose for given beamlet weights (default: all 1)",
      "usage: imrt dose SPEC -o DIR [--weights FILE] [--machine FILE] [--cutoff] [--threads N]\n",
      imrt_cmd_dose},

@@ -17,7 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Read nbeamlets non-negative weights separated by white space or commas. */
+/* Read nbeamlets non-negative weights separated by white space or commas;
+ * '#' starts a comment that runs to the end of the line. */
 static imrt_status read_weights(const char *path, int32_t n, double *w)
 {
     FILE *f = fopen(path, "r");
@@ -49,6 +50,10 @@ static imrt_status read_weights(const char *path, int32_t n, double *w)
                 w[k++] = v;
                 len = 0;
             }
+            line += c == '\n';
+        } else if (c == '#' && len == 0) {
+            while ((c = fgetc(f)) != EOF && c != '\n')
+                ;
             line += c == '\n';
         } else if (len < (int)sizeof tok - 1) {
             tok[len++] = (char)c;

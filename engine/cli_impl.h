@@ -101,4 +101,9 @@ imrt_status imrt_cli_dose_setup(const char *spec, imrt_phantom **ph, imrt_plan *
 /* Subcommand entry points (argv[0] is the subcommand name). */
 int imrt_cmd_phantom(int argc, char **argv); /* engine/cli_phantom.c */
 
+/* imrt plan (engine/cli_plan.c) */
+int imrt_cmd_plan(int argc, char **argv);
+/* imrt optimize (engine/cli_optimize.c) */
+int imrt_cmd_optimize(int argc, char **argv);
+
 #endif /* IMRT_CLI_IMPL_H */

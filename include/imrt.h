@@ -20,6 +20,7 @@
 #include "imrt/objectives.h"
 #include "imrt/optimize.h"
 #include "imrt/phantom.h"
+#include "imrt/pipeline.h"
 #include "imrt/plan.h"
 #include "imrt/plot.h"
 #include "imrt/raytrace.h"

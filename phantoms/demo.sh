@@ -5,4 +5,3 @@ set -euo pipefail
 imrt=${1:-build/imrt}
 out=${IMRT_DEMO_DIR:-build/demo-spine_vertebra}
 "$imrt" plan phantoms/spine_vertebra.json -o "$out" --force
-echo "report: $out/report.html"
