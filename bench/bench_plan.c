@@ -1,8 +1,9 @@
 /*
- * bench/bench_plan.c - planning end to end, with the time of every stage:
- * read the spec (build or import the phantom), beams and dose grid, dij,
- * objective set, starting point, optimisation, dose, normalisation and
- * goals. Two cases: the default phantom (TG-119 C-shape) and matRad's box
+ * bench/bench_plan.c - planning end to end through the pipeline of
+ * `imrt plan` (imrt/pipeline.h), with the time of every stage: load (spec,
+ * phantom or matRad import, dose grid, beams), dij, optimisation (with the
+ * dose, normalisation and goals), the conformal baseline, and writing the
+ * output folder (to a temporary folder that is removed). Two cases: the default phantom (TG-119 C-shape) and matRad's box
  * phantom with the peer's settings (bench/boxphantom.json; the MAT file's
  * path is the positional argument, default ../shared/data/BOXPHANTOM.mat).
  *
@@ -17,6 +18,11 @@
 #include "common.h"
 #include "stages.h"
 
+#include "imrt/metrics.h"
+#include "imrt/pipeline.h"
+
+#include <jansson.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,16 +32,17 @@
 #include <limits.h>
 #include <unistd.h>
 
-enum { S_SPEC, S_SETUP, S_DIJ, S_OBJ, S_START, S_OPT, S_DOSE, S_METRICS, S_TOTAL, NSTAGE };
-static const char *stage_name[NSTAGE] = {"spec+phantom", "beams+dose_grid", "dij",
-                                         "objectives",   "start",           "optimize",
-                                         "dose",         "norm+goals",      "total"};
+enum { S_LOAD, S_DIJ, S_OPT, S_CORE, S_CRT, S_WRITE, S_TOTAL, NSTAGE };
+static const char *stage_name[NSTAGE] = {
+    "load (spec, phantom, dose grid, beams)", "dij", "optimise (+dose, norm, goals)",
+    "total to the optimised dose", "conformal baseline", "write output folder", "total"};
 
 #define MAXG 8
 typedef struct {
     double t[NSTAGE];
     double rss_dij, rss_opt;
     int iterations, evaluations;
+    char stop[32];
     long long nrows, nnz;
     int ncols;
     double dij_mb;
@@ -46,47 +53,103 @@ typedef struct {
     double peak_rss; /* filled by the parent from wait4 */
 } run_result;
 
+static void must(imrt_status st, const char *what)
+{
+    if (st != IMRT_OK)
+        bench_fail("bench_plan: %s: %s", what, imrt_last_error());
+}
+
+/* A spec to give imrt_run_load: the spec itself, or (mat != NULL) a
+ * temporary copy whose phantom.file is mat. Returns 1 when tmp was made. */
+static int spec_with_mat(const char *spec, const char *mat, char *tmp, size_t n)
+{
+    if (!mat) {
+        snprintf(tmp, n, "%s", spec);
+        return 0;
+    }
+    json_error_t err;
+    json_t *root = json_load_file(spec, 0, &err);
+    json_t *ph = root ? json_object_get(root, "phantom") : NULL;
+    if (!ph || json_object_set_new(ph, "file", json_string(mat)) != 0)
+        bench_fail("bench_plan: %s: cannot set phantom.file", spec);
+    snprintf(tmp, n, "/tmp/imrt_bench_spec_XXXXXX");
+    const int fd = mkstemp(tmp);
+    if (fd < 0 || json_dumpfd(root, fd, JSON_INDENT(1)) != 0)
+        bench_fail("bench_plan: cannot write a temporary spec");
+    close(fd);
+    json_decref(root);
+    return 1;
+}
+
 static void child(const bench_opts *o, const char *spec, const char *mat, double spacing, int fd)
 {
     run_result rr;
     memset(&rr, 0, sizeof rr);
+    char path[4096], dir[64];
+    const int tmp = spec_with_mat(spec, mat, path, sizeof path);
+    imrt_context *ctx = NULL;
+    must(imrt_context_create(&ctx), "context");
+    must(imrt_context_set_threads(ctx, o->threads), "threads");
+    imrt_run_options ro;
+    imrt_run_options_default(&ro);
+    ro.grid_mm = spacing;
+    imrt_run *run = NULL;
     const double t0 = bench_now();
-    bench_case c;
-    bench_case_spec(o, spec, mat, spacing, &c);
-    bench_plan_result r;
-    bench_plan_run(o, &c, &r);
-    rr.t[S_TOTAL] = bench_now() - t0;
-    rr.t[S_SPEC] = c.spec_s;
-    rr.t[S_SETUP] = c.setup_s;
-    rr.t[S_DIJ] = c.build_s;
-    rr.t[S_OBJ] = r.objectives_s;
-    rr.t[S_START] = r.start_s;
-    rr.t[S_OPT] = r.optimize_s;
-    rr.t[S_DOSE] = r.dose_s;
-    rr.t[S_METRICS] = r.metrics_s;
-    rr.rss_dij = c.rss_dij;
-    rr.rss_opt = r.rss_optimize;
-    rr.iterations = r.stats.iterations;
-    rr.evaluations = r.stats.evaluations;
-    rr.nrows = (long long)c.dij->nrows;
-    rr.ncols = (int)c.dij->ncols;
-    rr.nnz = (long long)c.dij->nnz;
-    rr.dij_mb = (double)imrt_dij_bytes(c.dij->nrows, c.dij->ncols, c.dij->nnz, c.dij->nbeams) *
-                1e-6;
-    for (int g = 0; g < r.ngoals && rr.ngoals < MAXG; g++) {
+    must(imrt_run_load(path, &ro, &run), "load");
+    if (o->quick && run->plan->solver.max_iterations > BENCH_QUICK_ITERATIONS)
+        run->plan->solver.max_iterations = BENCH_QUICK_ITERATIONS;
+    const double t1 = bench_now();
+    must(imrt_run_dij(ctx, run), "dij");
+    const double t2 = bench_now();
+    rr.rss_dij = bench_peak_rss();
+    must(imrt_run_optimise(ctx, run), "optimise");
+    const double t3 = bench_now();
+    rr.rss_opt = bench_peak_rss();
+    must(imrt_run_conformal(ctx, run), "conformal");
+    const double t4 = bench_now();
+    snprintf(dir, sizeof dir, "/tmp/imrt_bench_plan_XXXXXX");
+    if (!mkdtemp(dir))
+        bench_fail("bench_plan: cannot make a temporary folder");
+    char out[128];
+    snprintf(out, sizeof out, "%s/out", dir);
+    must(imrt_run_write(run, out, 0), "write");
+    const double t5 = bench_now();
+    rr.t[S_LOAD] = t1 - t0;
+    rr.t[S_DIJ] = t2 - t1;
+    rr.t[S_OPT] = t3 - t2;
+    rr.t[S_CORE] = t3 - t0;
+    rr.t[S_CRT] = t4 - t3;
+    rr.t[S_WRITE] = t5 - t4;
+    rr.t[S_TOTAL] = t5 - t0;
+    rr.iterations = run->stats.iterations;
+    rr.evaluations = run->stats.evaluations;
+    snprintf(rr.stop, sizeof rr.stop, "%s", imrt_stop_reason_name(run->stats.stop));
+    const imrt_dij *D = run->dij;
+    rr.nrows = (long long)D->nrows;
+    rr.ncols = (int)D->ncols;
+    rr.nnz = (long long)D->nnz;
+    rr.dij_mb = (double)imrt_dij_bytes(D->nrows, D->ncols, D->nnz, D->nbeams) * 1e-6;
+    for (int g = 0; g < run->plan->ngoals && rr.ngoals < MAXG; g++) {
+        const imrt_goal_def *gd = &run->plan->goals[g];
         const int k = rr.ngoals++;
-        snprintf(rr.gname[k], sizeof rr.gname[k], "%s_%s", r.goal[g].structure,
-                 r.goal[g].metric);
+        snprintf(rr.gname[k], sizeof rr.gname[k], "%s_%s", gd->structure, gd->metric);
         for (int q = 0; q < k; q++)
             if (strcmp(rr.gname[q], rr.gname[k]) == 0) {
                 const size_t len = strlen(rr.gname[k]);
                 snprintf(rr.gname[k] + len, sizeof rr.gname[k] - len, "_%d", k);
             }
-        rr.gval[k] = r.achieved[g];
-        rr.gpass[k] = r.pass[g];
+        if (imrt_goal_eval(gd, run->dose_phantom, run->imrt.dose, &rr.gval[k], &rr.gpass[k]) !=
+            IMRT_OK)
+            rr.gval[k] = NAN;
     }
-    bench_plan_result_free(&r);
-    bench_case_free(&c);
+    imrt_run_destroy(&run);
+    imrt_context_destroy(&ctx);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_plan: could not remove %s\n", dir);
+    if (tmp)
+        unlink(path);
     if (write(fd, &rr, sizeof rr) != (ssize_t)sizeof rr)
         _exit(1);
     _exit(0);
@@ -143,9 +206,11 @@ static void run_case(const bench_opts *o, const char *label, const char *spec, c
             for (int i = 0; i < n; i++)
                 s[i] = rr[i].rss_opt;
             snprintf(extra, sizeof extra,
-                     "\"iterations\": %d, \"evaluations\": %d, \"peak_rss_mb_after\": %.1f",
-                     rr[0].iterations, rr[0].evaluations, bench_stats(s, n).median_s * 1e-6);
-        } else if (st == S_TOTAL) {
+                     "\"iterations\": %d, \"evaluations\": %d, \"stop\": \"%s\", "
+                     "\"peak_rss_mb_after\": %.1f",
+                     rr[0].iterations, rr[0].evaluations, rr[0].stop,
+                     bench_stats(s, n).median_s * 1e-6);
+        } else if (st == S_CORE || st == S_TOTAL) {
             for (int i = 0; i < n; i++)
                 s[i] = rr[i].peak_rss;
             const bench_timing m = bench_stats(s, n);
@@ -170,14 +235,14 @@ int main(int argc, char **argv)
 {
     bench_opts o;
     bench_parse(argc, argv, &o);
-    const int runs = o.quick ? 1 : 3;
-    bench_note(&o, "end to end, %d thread(s), %d run(s) per case, each in its own process; "
-                   "load average %.2f",
+    const int runs = o.quick ? 1 : 3; /* the box phantom; the default phantom runs once */
+    bench_note(&o, "end to end, %d thread(s), each run in its own process (box phantom: %d "
+                   "runs); load average %.2f",
                o.threads, runs, bench_load1());
     const char *only = getenv("IMRT_BENCH_CASES"); /* "tg119" or "box": one case only */
     if (!only || strcmp(only, "box") != 0)
         run_case(&o, o.quick ? "tg119_cshape 5mm" : "tg119_cshape", bench_default_spec(), NULL,
-                 o.quick ? 5.0 : 0.0, runs);
+                 o.quick ? 5.0 : 0.0, 1);
     if ((only && strcmp(only, "tg119") == 0) || (o.quick && !only)) {
         bench_note(&o, "box phantom: not in --quick (IMRT_BENCH_CASES=box runs it)");
         return 0;

@@ -59,6 +59,13 @@ double bench_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double bench_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -95,13 +102,13 @@ double bench_cpu_other(const bench_cpu_snap *a, const bench_cpu_snap *b)
 
 bench_timing bench_once(double seconds)
 {
-    bench_timing t = {seconds, seconds, seconds, 1, -1.0};
+    bench_timing t = {seconds, seconds, seconds, 1, -1.0, -1.0};
     return t;
 }
 
 bench_timing bench_stats(double *s, int n)
 {
-    bench_timing t = {0, 0, 0, n, -1.0};
+    bench_timing t = {0, 0, 0, n, -1.0, -1.0};
     if (n < 1)
         return t;
     qsort(s, (size_t)n, sizeof *s, cmp_double);
@@ -113,20 +120,23 @@ bench_timing bench_stats(double *s, int n)
 
 bench_timing bench_time(void (*fn)(void *), void *arg, int repeats)
 {
-    double *s = malloc((size_t)repeats * sizeof *s);
+    double *s = malloc(2 * (size_t)repeats * sizeof *s);
     if (!s)
         bench_fail("bench: out of memory");
+    double *cpu = s + repeats;
     fn(arg); /* warm-up */
     bench_cpu_snap c0, c1;
     bench_cpu_snap_take(&c0);
     for (int r = 0; r < repeats; r++) {
-        double t0 = bench_now();
+        const double u0 = bench_cpu_now(), t0 = bench_now();
         fn(arg);
         s[r] = bench_now() - t0;
+        cpu[r] = bench_cpu_now() - u0;
     }
     bench_cpu_snap_take(&c1);
     bench_timing t = bench_stats(s, repeats);
     t.other_cpu = bench_cpu_other(&c0, &c1);
+    t.cpu_s = bench_stats(cpu, repeats).median_s;
     free(s);
     return t;
 }
@@ -254,23 +264,25 @@ void bench_stream_free(bench_stream *s)
 bench_timing bench_time_paired(void (*fn)(void *), void *arg, int repeats, bench_stream *s,
                                double bytes, bench_bw *bw)
 {
-    double *t = malloc(2 * (size_t)repeats * sizeof *t);
+    double *t = malloc(3 * (size_t)repeats * sizeof *t);
     if (!t)
         bench_fail("bench: out of memory");
-    double *ratio = t + repeats;
+    double *ratio = t + repeats, *cpu = t + 2 * (size_t)repeats;
     fn(arg); /* warm-up */
     bench_cpu_snap c0, c1;
     bench_cpu_snap_take(&c0);
     for (int r = 0; r < repeats; r++) {
         const double ts = stream_read_once(s);
-        const double t0 = bench_now();
+        const double u0 = bench_cpu_now(), t0 = bench_now();
         fn(arg);
         t[r] = bench_now() - t0;
+        cpu[r] = bench_cpu_now() - u0;
         ratio[r] = (bytes / t[r]) / (s->bytes / ts);
     }
     bench_cpu_snap_take(&c1);
     bench_timing st = bench_stats(t, repeats);
     st.other_cpu = bench_cpu_other(&c0, &c1);
+    st.cpu_s = bench_stats(cpu, repeats).median_s;
     bench_timing rt = bench_stats(ratio, repeats);
     if (bw) {
         bw->gbps = bytes / st.median_s * 1e-9;
@@ -294,6 +306,8 @@ void bench_report(const bench_opts *o, const char *bench, const char *kernel, in
             if (bw->pct >= 0)
                 printf(", \"pct_stream\": %.1f", bw->pct);
         }
+        if (t->cpu_s >= 0)
+            printf(", \"cpu_s\": %.6g", t->cpu_s);
         if (t->other_cpu >= 0)
             printf(", \"other_cpu\": %.2f", t->other_cpu);
         if (extra && *extra)
@@ -307,6 +321,8 @@ void bench_report(const bench_opts *o, const char *bench, const char *kernel, in
             if (bw->pct >= 0)
                 printf(" %5.1f %%STREAM", bw->pct);
         }
+        if (t->cpu_s >= 0)
+            printf("  cpu %.4f s", t->cpu_s);
         if (t->other_cpu >= 0)
             printf("  other %.1f", t->other_cpu);
         if (extra && *extra)

@@ -25,6 +25,9 @@ typedef struct {
     int repeats;
     double other_cpu; /* cores kept busy by other processes during the repeats
                          (from /proc/stat), < 0 when unknown */
+    double cpu_s;     /* median CPU time of this process per repeat (all threads; spin
+                         waits included), < 0 when not measured. On a shared machine the
+                         one-thread CPU time is the kernel's cost without preemption. */
 } bench_timing;
 
 /* CPU-load snapshot: lets a program say how busy the machine was with other
@@ -68,6 +71,9 @@ void bench_parse(int argc, char **argv, bench_opts *o);
 
 /* Wall clock in seconds. */
 double bench_now(void);
+
+/* CPU time of this process (all threads) in seconds. */
+double bench_cpu_now(void);
 
 /* Run fn(arg) once to warm up, then `repeats` times; statistics of the timed runs. */
 bench_timing bench_time(void (*fn)(void *), void *arg, int repeats);

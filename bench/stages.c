@@ -10,7 +10,19 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* IMRT_BENCH_TRACE=N: one line on stderr every N iterations. */
+static int trace_every;
+static int trace(void *user, const imrt_iteration_info *it)
+{
+    (void)user;
+    if (trace_every > 0 && it->iteration % trace_every == 0)
+        fprintf(stderr, "  iteration %5d  evaluations %5d  F %.8g  |pg| %.3g  %.3f s\n",
+                it->iteration, it->evaluations, it->f, it->pg_norm, it->elapsed_s);
+    return 0;
+}
 
 void bench_plan_run(const bench_opts *o, const bench_case *c, bench_plan_result *r)
 {
@@ -39,6 +51,13 @@ void bench_plan_run(const bench_opts *o, const bench_case *c, bench_plan_result 
     imrt_optimize_options_default(&opt);
     if (c->plan)
         opt.solver = c->plan->solver;
+    const char *tr = getenv("IMRT_BENCH_TRACE");
+    trace_every = tr ? atoi(tr) : 0;
+    if (trace_every > 0)
+        opt.log = trace;
+    const char *mem = getenv("IMRT_BENCH_LBFGS_MEMORY"); /* tuning: L-BFGS correction pairs */
+    if (mem)
+        opt.lbfgs_memory = atoi(mem);
     if (o->quick && opt.solver.max_iterations > BENCH_QUICK_ITERATIONS)
         opt.solver.max_iterations = BENCH_QUICK_ITERATIONS;
     t0 = bench_now();

@@ -30,7 +30,10 @@ typedef struct {
 } bench_plan_result;
 
 /* Run the stages on case c with its plan's solver settings (--quick: at
- * most BENCH_QUICK_ITERATIONS iterations). Exits the program on failure. */
+ * most BENCH_QUICK_ITERATIONS iterations). Tuning through the environment:
+ * IMRT_BENCH_TRACE=N prints F every N iterations on stderr,
+ * IMRT_BENCH_LBFGS_MEMORY=M sets the L-BFGS memory. Exits the program on
+ * failure. */
 void bench_plan_run(const bench_opts *o, const bench_case *c, bench_plan_result *r);
 
 /* A metric ("D95", "Dmean", ...) of a structure on r->dose. NAN on error. */
