@@ -66,7 +66,7 @@ int main(int argc, char **argv)
     imrt_optimize_options_default(&oo);
     if (c.plan)
         oo.solver = c.plan->solver;
-    oo.solver.max_iterations = o.quick ? 30 : 100;
+    oo.solver.max_iterations = o.quick ? 15 : 100;
     if (imrt_optimize(c.ctx, obj, &oo, xo, NULL) != IMRT_OK)
         bench_fail("bench_objective: %s", imrt_last_error());
     imrt_objectives_destroy(&obj);

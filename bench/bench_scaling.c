@@ -1,7 +1,7 @@
 /*
  * bench/bench_scaling.c - how the dij build and the optimisation grow with
  * the problem: the default phantom on three dose grids (4, 3 and 2.5 mm), each in its own child process so that its peak
- * resident memory is its own. --quick: 10, 8 and 6 mm and at most 30
+ * resident memory is its own. --quick: 12, 10 and 8 mm and at most 30
  * iterations. Prints time and memory per size and the
  * growth exponent p of each quantity against the number of dij rows
  * (quantity ~ rows^p, least squares on the logarithms).
@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 {
     bench_opts o;
     bench_parse(argc, argv, &o);
-    const double full[3] = {4.0, 3.0, 2.5}, quick[3] = {10.0, 8.0, 6.0};
+    const double full[3] = {4.0, 3.0, 2.5}, quick[3] = {12.0, 10.0, 8.0};
     const double *sp = o.quick ? quick : full;
     size_result r[3];
     for (int i = 0; i < 3; i++) {
