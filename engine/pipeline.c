@@ -639,7 +639,7 @@ imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
         fo.beam_name = run->plan->beams[b].name[0] ? run->plan->beams[b].name : bname;
         fo.gantry_deg = beam->gantry_deg;
         fo.couch_deg = beam->couch_deg;
-        fo.units = "beamlet weight (Gy at d_max, broad field)";
+        fo.units = "weight (Gy at dmax)";
         char name[64];
         snprintf(name, sizeof name, "fluence_beam%02d.png", b + 1);
         IMRT_TRY(imrt_outdir_path(od, name, img_paths[nimg], sizeof img_paths[nimg]));
