@@ -39,12 +39,16 @@ static void k_triad(void *p)
 static void k_read(void *p)
 {
     stream_arrays *s = p;
-    const double *restrict a = s->a;
-    double sum = 0.0;
-#pragma omp parallel for simd num_threads(s->threads) schedule(static) reduction(+ : sum)
-    for (size_t i = 0; i < s->n; i++)
-        sum += a[i];
-    s->sum += sum;
+    s->sum += bench_read_sum(s->a, s->n, s->threads);
+}
+
+static void report(const bench_opts *o, const char *kernel, int th, const char *size,
+                   bench_timing t, double bytes)
+{
+    bench_bw bw = {bytes / t.median_s * 1e-9, -1.0, bytes / t.min_s * 1e-9};
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"gbps_best\": %.3f", bw.gbps_best);
+    bench_report(o, "stream", kernel, th, size, &t, &bw, extra);
 }
 
 int main(int argc, char **argv)
@@ -79,12 +83,9 @@ int main(int argc, char **argv)
         char size[64];
         snprintf(size, sizeof size, "%zu MiB/array", s.n * 8 >> 20);
         double bytes = (double)(s.n * sizeof(double));
-        bench_timing t = bench_time(k_read, &s, o.repeats);
-        bench_report(&o, "stream", "read", th, size, &t, bytes / t.min_s * 1e-9, 0, NULL);
-        t = bench_time(k_copy, &s, o.repeats);
-        bench_report(&o, "stream", "copy", th, size, &t, 2 * bytes / t.min_s * 1e-9, 0, NULL);
-        t = bench_time(k_triad, &s, o.repeats);
-        bench_report(&o, "stream", "triad", th, size, &t, 3 * bytes / t.min_s * 1e-9, 0, NULL);
+        report(&o, "read", th, size, bench_time(k_read, &s, o.repeats), bytes);
+        report(&o, "copy", th, size, bench_time(k_copy, &s, o.repeats), 2 * bytes);
+        report(&o, "triad", th, size, bench_time(k_triad, &s, o.repeats), 3 * bytes);
         if (th < maxthr && th * 2 > maxthr)
             th = maxthr / 2; /* make the last step land on maxthr */
     }
