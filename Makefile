@@ -91,7 +91,7 @@ Q = @echo '  CC $<';
 QL = @echo '  LD $@';
 endif
 
-.PHONY: all lib test asan bench demo install uninstall clean deps tests progs
+.PHONY: all lib test asan bench benches demo install uninstall clean deps tests progs
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -137,7 +137,9 @@ test: tests
 asan:
 	$(MAKE) SAN=address,undefined test
 
-bench: all $(BENCHES)
+benches: all $(BENCHES)
+
+bench: benches
 	@BUILD=$(BUILD) bash bench/run.sh $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 demo: all
