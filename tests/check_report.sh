@@ -50,7 +50,7 @@ shot="$work/screenshot.png"
 timeout 120 "$browser" --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --no-first-run --disable-sync --disable-extensions \
     --host-resolver-rules="MAP * ~NOTFOUND" --user-data-dir="$work/profile" \
-    --hide-scrollbars --screenshot="$shot" --window-size=1200,2000 \
+    --hide-scrollbars --screenshot="$shot" --window-size=1200,6000 \
     "file://$report" >"$work/chromium.log" 2>&1 || true
 
 if [ ! -s "$shot" ]; then
