@@ -166,9 +166,9 @@ asan:
 	$(MAKE) SAN=address,undefined test
 
 # the distributed planner against the single-process one (needs MPI=1)
-test-mpi: all
+test-mpi: all $(BUILD)/tests/mpi/plan_diff
 ifeq ($(MPI),1)
-	@IMRT=$(IMRT) IMRT_MPI=$(IMRT_MPI) bash tests/mpi/run.sh
+	@IMRT=$(IMRT) IMRT_MPI=$(IMRT_MPI) PLAN_DIFF=$(BUILD)/tests/mpi/plan_diff bash tests/mpi/run.sh
 else
 	@echo "make test-mpi needs MPI=1 (make MPI=1 test-mpi)"; exit 2
 endif
