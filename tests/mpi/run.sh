@@ -79,7 +79,7 @@ compare_metrics() { # a b
           if (pa != pb) { bad = "line " n ": " a " vs " b; next }
           d = va - vb; if (d < 0) d = -d; s = va < 0 ? -va : va; if (s < 1) s = 1
           if (d / s > worst) worst = d / s; if (d / s > tol) bad = "line " n ": " a " vs " b; nd++ }
-        END { printf "%d lines, %d differ in the last digits, largest relative difference %.2g", n, nd, worst
+        END { printf "%d lines, %d differ, largest relative difference %.2g", n, nd, worst
               if (bad) printf " - first beyond tolerance: %s", bad
               exit (bad != "") }'
 }
