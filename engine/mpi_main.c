@@ -29,7 +29,7 @@
 
 static const char usage[] =
     "usage: imrt-mpi plan SPEC -o DIR [--force] [--grid MM] [--threads N] [--log-every N]\n"
-    "                [--weights FILE] [--stats FILE] [--quiet]\n"
+    "                [--max-memory SIZE] [--weights FILE] [--stats FILE] [--quiet]\n"
     "\n"
     "Run 'imrt plan' with the dose-influence matrix split over the MPI processes: each\n"
     "process computes and keeps a block of dij rows of about equal size; the optimiser's\n"
@@ -41,6 +41,8 @@ static const char usage[] =
     "  --grid MM          phantom grid spacing override, mm\n"
     "  --threads N        OpenMP threads per process (default: OMP_NUM_THREADS or all cores)\n"
     "  --log-every N      solver log line every N iterations (default 10)\n"
+    "  --max-memory SIZE  memory budget of each process for its dij block, e.g. 8G\n"
+    "                     (default: 70% of physical memory; processes sharing a node share it)\n"
     "  --weights FILE     also write the IMRT beamlet weights, one per line (rank 0)\n"
     "  --stats FILE       write per-rank dij rows, non-zeros, bytes and peak memory as JSON\n"
     "  --quiet            no log lines\n";
@@ -82,6 +84,30 @@ static int parse_num(const char *s, double lo, double hi, double *out)
     if (errno || end == s || *end || !(v >= lo && v <= hi))
         return 0;
     *out = v;
+    return 1;
+}
+
+/* A byte count with an optional K/M/G/T suffix (binary units), >= 1 MiB. */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0))
+        return 0;
+    double mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1024.0; end++; break;
+    case 'm': case 'M': mult = 1048576.0; end++; break;
+    case 'g': case 'G': mult = 1073741824.0; end++; break;
+    case 't': case 'T': mult = 1099511627776.0; end++; break;
+    default: break;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end != '\0' || v * mult > 1.8e19 || v * mult < 1048576.0)
+        return 0;
+    *out = (uint64_t)(v * mult);
     return 1;
 }
 
@@ -174,10 +200,12 @@ int main(int argc, char **argv)
                                          {"weights", required_argument, NULL, 'w'},
                                          {"stats", required_argument, NULL, 's'},
                                          {"quiet", no_argument, NULL, 'q'},
+                                         {"max-memory", required_argument, NULL, 'm'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *out_dir = NULL, *weights = NULL, *stats = NULL;
     int force = 0, quiet = 0, threads = 0, bad = 0;
+    uint64_t max_memory = 0;
     imrt_run_options ro;
     imrt_run_options_default(&ro);
     if (argc < 2 || strcmp(argv[1], "plan") != 0) {
@@ -217,6 +245,11 @@ int main(int argc, char **argv)
             break;
         case 's':
             stats = optarg;
+            break;
+        case 'm':
+            if (!parse_bytes(optarg, &max_memory))
+                bad = fprintf(stderr, "imrt-mpi plan: --max-memory '%s' must be a size of at least "
+                                      "1M (e.g. 512M, 8G)\n", optarg);
             break;
         case 'g':
             if (!parse_num(optarg, 0.5, 20.0, &ro.grid_mm))
@@ -275,6 +308,8 @@ int main(int argc, char **argv)
     imrt_status st = imrt_context_create(&ctx);
     if (st == IMRT_OK && threads > 0)
         st = imrt_context_set_threads(ctx, threads);
+    if (st == IMRT_OK && max_memory > 0)
+        st = imrt_context_set_max_memory(ctx, max_memory);
     if (st == IMRT_OK)
         st = imrt_mpi_comm_init(&mc, MPI_COMM_WORLD, &comm);
     if (st == IMRT_OK)

@@ -33,8 +33,8 @@ for np in 1 2; do
             "$IMRT_MPI" plan "$SPEC" --grid "$GRID" -o "$work/m$np$t" --threads "$t" \
             --stats "$work/m$np$t.json" --quiet
         f="$work/m$np$t.json"
-        mbs=$(tr -d ' \n' <"$f" | grep -o '"dij_bytes":[0-9]*' | cut -d: -f2 | awk '{printf "%s%.1f", NR > 1 ? " / " : "", $1 / 1e6}')
-        rss=$(tr -d ' \n' <"$f" | grep -o '"peak_rss_kb":[0-9]*' | cut -d: -f2 | awk '{printf "%s%.0f", NR > 1 ? " / " : "", $1 / 1024}')
+        mbs=$(tr -d ' \n' <"$f" | grep -o '"dij_bytes":[0-9]*' | cut -d: -f2 | awk '{printf "%s%.1f", (NR > 1 ? " / " : ""), $1 / 1e6}')
+        rss=$(tr -d ' \n' <"$f" | grep -o '"peak_rss_kb":[0-9]*' | cut -d: -f2 | awk '{printf "%s%.0f", (NR > 1 ? " / " : ""), $1 / 1024}')
         printf '| imrt-mpi | %d x %d | %.2f | %.2f | %s | %s | %s | %s |\n' "$np" "$t" "$(num t_dij_s "$f")" \
             "$(num t_optimize_s "$f")" "$(num evaluations "$f")" "$(cat "$work/time")" "$mbs" "$rss"
     done
