@@ -84,7 +84,7 @@ LDLIBS   := $(PKG_LIBS) $(NIFTI_LIBS) -lm
 LDFLAGS  += -fopenmp $(RPATH) $(if $(SAN),-fsanitize=$(SAN))
 
 # engine/cli*.c make the imrt command; engine/prog_NAME.c make helper programs;
-# every other engine/*.c goes into the library.
+# engine/mpi_*.c make imrt-mpi (MPI=1 only); every other engine/*.c goes into the library.
 CLI_SRC  := $(wildcard engine/cli*.c)
 PROG_SRC := $(wildcard engine/prog_*.c)
 MPI_SRC  := $(wildcard engine/mpi_*.c)
