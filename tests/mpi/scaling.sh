@@ -21,7 +21,7 @@ echo "| program | processes x threads | dij s | optimisation s | evaluations | t
 echo "|---|---|---|---|---|---|---|---|"
 single() { # threads
     local t=$1
-    /usr/bin/time -f %e -o "$work/time" "$IMRT" plan "$SPEC" --grid "$GRID" -o "$work/s$t" --threads "$t" \
+    /usr/bin/time -f %e -o "$work/time" "$IMRT" plan "$SPEC" --grid "$GRID" -o "$work/s$t" --force --threads "$t" \
         >"$work/s$t.log" 2>&1
     line=$(grep -o 'total .* with' "$work/s$t.log")
     dij=$(echo "$line" | sed 's/.*dij \([0-9.]*\).*/\1/')
@@ -33,7 +33,7 @@ single() { # threads
 multi() { # processes threads
     local np=$1 t=$2
     OMP_NUM_THREADS=$t /usr/bin/time -f %e -o "$work/time" "${MPIRUN[@]}" -np "$np" -x OMP_NUM_THREADS \
-        "$IMRT_MPI" plan "$SPEC" --grid "$GRID" -o "$work/m$np$t" --threads "$t" \
+        "$IMRT_MPI" plan "$SPEC" --grid "$GRID" -o "$work/m$np$t" --force --threads "$t" \
         --stats "$work/m$np$t.json" --quiet
     f="$work/m$np$t.json"
     mbs=$(tr -d ' \n' <"$f" | grep -o '"dij_bytes":[0-9]*' | cut -d: -f2 | awk '{printf "%s%.1f", (NR > 1 ? " / " : ""), $1 / 1e6}')
