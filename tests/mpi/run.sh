@@ -23,6 +23,9 @@ SHARE_SLACK=${SHARE_SLACK:-0.02}
 EARLY=10
 NPS=${NPS:-1 2 3}
 export OMP_NUM_THREADS=1
+# containers often forbid the cross-memory attach of Open MPI's shared-memory
+# transport (ptrace scope): plain copies work everywhere
+export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
 MPIRUN=(mpirun --oversubscribe)
 [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
 
