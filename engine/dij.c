@@ -234,6 +234,7 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
                                  const imrt_dose_options *opt, build_state *s)
 {
     imrt_status status = IMRT_OK;
+    double *counts = NULL;
     memset(s, 0, sizeof *s);
     if (!ph || !bs)
         return imrt_error(IMRT_ERR_ARG, "dij: NULL phantom or beam set");
@@ -273,8 +274,13 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
     const int nb = bs->nbeams;
     int64_t *rowptr = s->rowptr;
     const int64_t *voxel = s->voxel;
+    /* a distributed run counts an even share of the rows on each process and
+     * gathers the counts (exact in doubles below 2^53) */
+    const imrt_comm *comm = imrt_context_comm(ctx);
+    const int64_t c0 = comm ? nrows * comm->rank / comm->size : 0;
+    const int64_t c1 = comm ? nrows * (comm->rank + 1) / comm->size : nrows;
 #pragma omp parallel for num_threads(s->threads) schedule(dynamic, 4096)
-    for (int64_t r = 0; r < nrows; r++) {
+    for (int64_t r = c0; r < c1; r++) {
         double c[3];
         voxel_center(g, voxel[r], c);
         int64_t n = 0;
@@ -285,10 +291,19 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
         }
         rowptr[r + 1] = n;
     }
+    if (comm) {
+        IMRT_ALLOC(counts, nrows);
+        for (int64_t r = c0; r < c1; r++)
+            counts[r] = (double)rowptr[r + 1];
+        IMRT_TRY(comm->gather(comm->user, counts, nrows, c0, c1));
+        for (int64_t r = 0; r < nrows; r++)
+            rowptr[r + 1] = (int64_t)counts[r];
+    }
     rowptr[0] = 0;
     for (int64_t r = 0; r < nrows; r++)
         rowptr[r + 1] += rowptr[r];
 cleanup:
+    imrt_free(counts);
     return status;
 }
 
