@@ -21,6 +21,8 @@
 #define AL_STALL 0.25         /* "progress" = violation fell below this fraction */
 #define AL_MU_MAX_FACTOR 1e12 /* cap on mu / mu0 */
 #define DVH_WEIGHT_GROWTH 10.0
+#define IMRT_HESS_MAX_CLASSES 4096 /* distinct row curvatures of the Hessian program */
+#define IMRT_HESS_SUBSAMPLE_MIN 20000 /* objectives with fewer rows are never subsampled */
 
 typedef struct {
     imrt_objective_def def; /* copy of the definition */
@@ -69,6 +71,17 @@ struct imrt_objectives {
     double *shares;         /* ndefs */
     double penalty;         /* F of the last evaluation */
     double pbar;            /* largest penalty weight (1 without penalties) */
+    /* Gauss-Newton Hessian at the last evaluation (imrt_objectives_hessian_*) */
+    int threads;            /* of the context at creation */
+    double *hw;             /* nrows: curvature d2L/dd_r^2 of each row (0 = row not used) */
+    uint16_t *hrow_class;   /* nrows */
+    int32_t hclass_start[IMRT_HESS_MAX_CLASSES + 2];
+    imrt_voxel_term hterm[IMRT_HESS_MAX_CLASSES + 1];
+    imrt_voxel_program hprog;
+    double *hdose;          /* nrows: D v of the last Hessian product */
+    double *hbuf;           /* nchannels * ncols */
+    double *hmean;          /* ndefs: rank-one factor of each mean objective (0 = none) */
+    int have_hess;          /* imrt_objectives_hessian_prepare succeeded */
 };
 
 static const char *kind_name(imrt_objective_kind k)
@@ -513,7 +526,8 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
     s->prog.term = s->term;
     s->prog.nclasses = nclasses;
     s->prog.nchannels = nch;
-    IMRT_TRY(imrt_spmv_ws_create(dij, imrt_context_threads(ctx), nch, s->row_class, &s->ws));
+    s->threads = imrt_context_threads(ctx);
+    IMRT_TRY(imrt_spmv_ws_create(dij, s->threads, nch, s->row_class, &s->ws));
 
     /* work arrays */
     IMRT_ALLOC(s->dose, nrows);
@@ -621,6 +635,11 @@ void imrt_objectives_destroy(imrt_objectives **sp)
     imrt_free(s->scratch);
     imrt_free(s->target_vec);
     imrt_free(s->shares);
+    imrt_free(s->hw);
+    imrt_free(s->hrow_class);
+    imrt_free(s->hdose);
+    imrt_free(s->hbuf);
+    imrt_free(s->hmean);
     imrt_free(s);
     *sp = NULL;
 }
@@ -932,6 +951,8 @@ int imrt_objectives_count(const imrt_objectives *s) { return s ? s->ndefs : 0; }
 
 int32_t imrt_objectives_ncols(const imrt_objectives *s) { return s ? s->D->ncols : 0; }
 
+int64_t imrt_objectives_nrows(const imrt_objectives *s) { return s ? s->D->nrows : 0; }
+
 double imrt_objectives_penalty(const imrt_objectives *s) { return s ? s->penalty : 0.0; }
 
 double imrt_objectives_share(const imrt_objectives *s, int k)
@@ -1051,5 +1072,213 @@ imrt_status imrt_objectives_default_start(const imrt_objectives *s, double dose_
     const double c = dose_gy / per_unit;
     for (int32_t j = 0; j < n; j++)
         x[j] = c;
+    return IMRT_OK;
+}
+
+/* ---- Gauss-Newton Hessian ------------------------------------------------------ */
+
+int imrt_objectives_hessian_supported(const imrt_objectives *s)
+{
+    if (!s)
+        return 0;
+    for (int k = 0; k < s->ndefs; k++)
+        if (s->obj[k].def.kind == IMRT_OBJ_GEUD && s->obj[k].n > 0)
+            return 0;
+    return 1;
+}
+
+/* Curvature of objective o at row i of its list (dose dd), 0 when the
+ * row's term is inactive. */
+static double row_curvature(const objective *o, int64_t i, double dd)
+{
+    const imrt_objective_def *d = &o->def;
+    const double inv_n = 1.0 / (double)o->n;
+    if (is_pointwise_constraint(o)) {
+        const double c = d->kind == IMRT_OBJ_SQ_OVERDOSE ? dd - d->dose : d->dose - dd;
+        return o->lam[i] + o->mu * c > 0.0 ? o->mu * inv_n : 0.0;
+    }
+    switch (d->kind) {
+    case IMRT_OBJ_SQ_DEVIATION:
+        return 2.0 * d->weight * inv_n;
+    case IMRT_OBJ_SQ_OVERDOSE:
+        return dd > d->dose ? 2.0 * d->weight * inv_n : 0.0;
+    case IMRT_OBJ_SQ_UNDERDOSE:
+        return dd < d->dose ? 2.0 * d->weight * inv_n : 0.0;
+    case IMRT_OBJ_MAX_DVH:
+        return dd > o->win_lo && dd <= o->win_hi ? 2.0 * o->wscale * inv_n : 0.0;
+    case IMRT_OBJ_MIN_DVH:
+        return dd >= o->win_lo && dd < o->win_hi ? 2.0 * o->wscale * inv_n : 0.0;
+    default:
+        return 0.0;
+    }
+}
+
+imrt_status imrt_objectives_hessian_prepare(imrt_objectives *s, int stride, double *diag,
+                                            double *nnz_frac)
+{
+    imrt_status status = IMRT_OK;
+    double *acc = NULL;
+    if (!s || stride < 1)
+        return imrt_error(IMRT_ERR_ARG, "imrt_objectives_hessian_prepare: NULL set or stride < 1");
+    if (!imrt_objectives_hessian_supported(s))
+        return imrt_error(IMRT_ERR_ARG, "the Gauss-Newton Hessian does not cover gEUD objectives");
+    const imrt_dij *D = s->D;
+    const int64_t nrows = D->nrows;
+    const int32_t ncols = D->ncols;
+    s->have_hess = 0;
+    if (!s->hw) {
+        IMRT_ALLOC(s->hw, nrows);
+        IMRT_ALLOC(s->hrow_class, nrows);
+        IMRT_ALLOC(s->hdose, nrows);
+        IMRT_ALLOC(s->hbuf, (size_t)s->prog.nchannels * (size_t)ncols);
+        IMRT_ALLOC(s->hmean, s->ndefs > 0 ? s->ndefs : 1);
+    }
+    memset(s->hw, 0, (size_t)nrows * sizeof *s->hw);
+    for (int k = 0; k < s->ndefs; k++) {
+        objective *o = &s->obj[k];
+        s->hmean[k] = 0.0;
+        if (o->n == 0)
+            continue;
+        if (o->def.kind == IMRT_OBJ_MEAN) {
+            const double c = o->value - o->def.dose;
+            if (!o->def.constraint)
+                s->hmean[k] = !o->def.at_most || c > 0.0 ? 2.0 * o->def.weight : 0.0;
+            else
+                s->hmean[k] = !o->def.at_most || o->lam_s + o->mu * c > 0.0 ? o->mu : 0.0;
+            continue;
+        }
+        /* large objectives: rows on a lattice of every stride-th voxel, scaled */
+        int64_t keep = o->n;
+        const int sub = stride > 1 && o->n >= IMRT_HESS_SUBSAMPLE_MIN;
+        if (sub) {
+            keep = 0;
+            for (int64_t i = 0; i < o->n; i++) {
+                int a, b, c;
+                imrt_grid_ijk(&D->grid, D->voxel[o->rows[i]], &a, &b, &c);
+                keep += a % stride == 0 && b % stride == 0 && c % stride == 0;
+            }
+            if (keep == 0)
+                keep = o->n; /* degenerate: no subsampling */
+        }
+        const int use_sub = sub && keep < o->n;
+        const double scale = (double)o->n / (double)keep;
+        for (int64_t i = 0; i < o->n; i++) {
+            const int64_t r = o->rows[i];
+            if (use_sub) {
+                int a, b, c;
+                imrt_grid_ijk(&D->grid, D->voxel[r], &a, &b, &c);
+                if (a % stride || b % stride || c % stride)
+                    continue;
+            }
+            s->hw[r] += scale * row_curvature(o, i, s->dose[r]);
+        }
+    }
+    /* distinct curvatures -> classes of a one-term program W_r * (D_r v) */
+    int32_t ncl = 1, last = 0;
+    double cval[IMRT_HESS_MAX_CLASSES + 1];
+    cval[0] = 0.0;
+    for (int64_t r = 0; r < nrows; r++) {
+        const double w = s->hw[r];
+        int32_t c = 0;
+        if (w > 0.0) {
+            if (w == cval[last])
+                c = last;
+            else {
+                for (c = 1; c < ncl && cval[c] != w; c++)
+                    ;
+                if (c == ncl) {
+                    if (ncl > IMRT_HESS_MAX_CLASSES)
+                        IMRT_FAIL(IMRT_ERR_RANGE,
+                                  "more than %d distinct row curvatures in the Hessian",
+                                  IMRT_HESS_MAX_CLASSES);
+                    cval[ncl++] = w;
+                }
+            }
+            last = c;
+        }
+        s->hrow_class[r] = (uint16_t)c;
+    }
+    s->hclass_start[0] = s->hclass_start[1] = 0;
+    for (int32_t c = 1; c < ncl; c++) {
+        imrt_voxel_term *t = &s->hterm[c - 1];
+        memset(t, 0, sizeof *t);
+        t->type = IMRT_TERM_WINDOW;
+        t->channel = 0;
+        t->coef = cval[c];
+        t->t = 0.0;
+        t->lo = -INFINITY;
+        t->hi = INFINITY;
+        s->hclass_start[c + 1] = c;
+    }
+    s->hprog.row_class = s->hrow_class;
+    s->hprog.class_start = s->hclass_start;
+    s->hprog.term = s->hterm;
+    s->hprog.nclasses = ncl;
+    s->hprog.nchannels = 1;
+    if (nnz_frac) {
+        int64_t used = 0;
+        for (int64_t r = 0; r < nrows; r++)
+            if (s->hrow_class[r])
+                used += D->rowptr[r + 1] - D->rowptr[r];
+        *nnz_frac = D->nnz > 0 ? (double)used / (double)D->nnz : 0.0;
+    }
+
+    if (diag) {
+        /* diag_j = sum_r W_r D_rj^2 + rank-one terms; per-thread accumulators
+         * over fixed row chunks, summed in chunk order (deterministic) */
+        const int T = s->threads > 0 ? s->threads : 1;
+        IMRT_ALLOC(acc, (size_t)T * (size_t)ncols);
+        const int64_t *rp = D->rowptr;
+        const int32_t *col = D->col;
+        const float *val = D->val;
+        const double *hw = s->hw;
+#pragma omp parallel for num_threads(T) schedule(static, 1)
+        for (int t = 0; t < T; t++) {
+            double *a = acc + (size_t)t * (size_t)ncols;
+            const int64_t r0 = nrows * t / T, r1 = nrows * (t + 1) / T;
+            for (int64_t r = r0; r < r1; r++) {
+                const double w = hw[r];
+                if (w == 0.0)
+                    continue;
+                for (int64_t q = rp[r]; q < rp[r + 1]; q++) {
+                    const double v = (double)val[q];
+                    a[col[q]] += w * v * v;
+                }
+            }
+        }
+        for (int32_t j = 0; j < ncols; j++) {
+            double sum = 0.0;
+            for (int t = 0; t < T; t++)
+                sum += acc[(size_t)t * (size_t)ncols + (size_t)j];
+            diag[j] = sum;
+        }
+        for (int k = 0; k < s->ndefs; k++)
+            if (s->hmean[k] != 0.0)
+                for (int32_t j = 0; j < ncols; j++)
+                    diag[j] += s->hmean[k] * s->obj[k].mvec[j] * s->obj[k].mvec[j];
+    }
+    s->have_hess = 1;
+cleanup:
+    imrt_free(acc);
+    return status;
+}
+
+imrt_status imrt_objectives_hessian_vec(imrt_objectives *s, const double *v, double *hv)
+{
+    if (!s || !v || !hv)
+        return imrt_error(IMRT_ERR_ARG, "imrt_objectives_hessian_vec: NULL argument");
+    if (!s->have_hess)
+        return imrt_error(IMRT_ERR_ARG,
+                          "imrt_objectives_hessian_vec: call imrt_objectives_hessian_prepare first");
+    const int32_t ncols = s->D->ncols;
+    s->kern.fused(s->D, v, &s->hprog, s->hdose, s->hbuf, s->ws);
+    memcpy(hv, s->hbuf, (size_t)ncols * sizeof *hv);
+    for (int k = 0; k < s->ndefs; k++)
+        if (s->hmean[k] != 0.0) {
+            const double *m = s->obj[k].mvec;
+            const double f = s->hmean[k] * dot_n(m, v, ncols);
+            for (int32_t j = 0; j < ncols; j++)
+                hv[j] += f * m[j];
+        }
     return IMRT_OK;
 }

@@ -1,7 +1,9 @@
 /*
- * engine/optimize.c - the solver: NLopt L-BFGS with x >= 0 inside an
- * augmented-Lagrangian outer loop, our own stopping rules applied from the
- * objective callback (nlopt_force_stop), the iteration log and statistics.
+ * engine/optimize.c - the solver: projected Newton-CG on the Gauss-Newton
+ * Hessian of the objectives (or NLopt L-BFGS with x >= 0) inside an
+ * augmented-Lagrangian outer loop, our own stopping rules (applied from the
+ * objective callback for NLopt through nlopt_force_stop), the iteration log
+ * and statistics.
  */
 #include "imrt/optimize.h"
 
@@ -14,6 +16,12 @@
 
 #define NLOPT_MAXEVAL_FACTOR 20 /* safety net: evaluations per allowed iteration */
 #define AL_ROUND_FTOL 1e-4      /* ftol of the rounds whose multipliers will still change */
+#define NEWTON_WINDOW 2         /* Newton: iterations the ftol rule looks back (at most) */
+#define NEWTON_ARMIJO 1e-4      /* sufficient-decrease factor of the projected line search */
+#define NEWTON_MAX_BACKTRACK 30 /* line-search trials per Newton step */
+#define NEWTON_ETA_MAX 0.5      /* loosest relative CG residual (forcing term) */
+#define NEWTON_EPS_REL 1e-3     /* epsilon-active set: x_j below this fraction of max x */
+#define NEWTON_AUTO_STRIDE_ROWS 200000 /* automatic subsampling from this many dij rows */
 
 typedef struct {
     imrt_objectives *obj;
@@ -35,6 +43,15 @@ typedef struct {
     int stop_set;         /* one of our rules fired */
     imrt_stop_reason stop;
     imrt_status failed;   /* evaluation error, IMRT_OK otherwise */
+    /* Newton */
+    int stride;           /* Hessian subsampling */
+    int hessvec;          /* Hessian-vector products */
+    double hrows_sum;     /* sum of the non-zero fractions of the prepared models */
+    int nprepared;        /* models prepared */
+    int set_holds_x;      /* the set's last evaluation is at x (its L in L_cur, gradient in g) */
+    double L_cur;
+    double *g, *gt, *diag, *step, *res, *z, *dir, *hd, *xt; /* Newton work arrays, n each */
+    unsigned char *act;   /* Newton: epsilon-active variables, n */
 } run_state;
 
 static double now_s(void)
@@ -63,6 +80,19 @@ const char *imrt_stop_reason_name(imrt_stop_reason r)
     return "unknown";
 }
 
+const char *imrt_method_name(imrt_method m)
+{
+    switch (m) {
+    case IMRT_METHOD_AUTO:
+        return "auto";
+    case IMRT_METHOD_LBFGS:
+        return "lbfgs";
+    case IMRT_METHOD_NEWTON:
+        return "newton";
+    }
+    return "unknown";
+}
+
 void imrt_optimize_options_default(imrt_optimize_options *o)
 {
     if (!o)
@@ -76,6 +106,9 @@ void imrt_optimize_options_default(imrt_optimize_options *o)
     o->max_outer = 20;
     o->constraint_tol = 1e-3;
     o->lbfgs_memory = 0;
+    o->method = IMRT_METHOD_AUTO;
+    o->cg_max = 40;
+    o->hessian_stride = 0;
 }
 
 /* Infinity norm of the projected gradient P(x - g) - x for x >= 0. */
@@ -167,6 +200,192 @@ static double objective_cb(unsigned n, const double *x, double *grad, void *data
     return L;
 }
 
+/* ---- projected Newton-CG ------------------------------------------------------ */
+
+/* Stopping rules after Newton iteration R->round_iter (the set holds x). */
+static int newton_should_stop(run_state *R, const double *x, const double *g, double L)
+{
+    const imrt_solver_settings *s = &R->o->solver;
+    const int w = R->o->ftol_window < NEWTON_WINDOW ? R->o->ftol_window : NEWTON_WINDOW;
+    R->hist[R->round_iter % (w + 1)] = L;
+    if (log_iteration(R, x, g, L)) {
+        R->stop_set = 1;
+        R->stop = IMRT_STOP_CALLBACK;
+        return 1;
+    }
+    if (s->max_iterations > 0 && R->iterations > 0)
+        imrt_context_progress(R->ctx, "optimize",
+                              fmin(1.0, (double)R->round_iter / (double)s->max_iterations));
+    imrt_stop_reason why;
+    if (pg_norm(x, g, R->n) <= s->pgtol * fmax(1.0, fabs(L)))
+        why = IMRT_STOP_PGTOL;
+    else if (R->round_iter >= w &&
+             R->hist[(R->round_iter - w) % (w + 1)] - L <= R->ftol * fmax(fabs(L), 1e-300))
+        why = IMRT_STOP_FTOL;
+    else if (R->round_iter >= s->max_iterations)
+        why = IMRT_STOP_MAX_ITER;
+    else if (s->max_time_s > 0.0 && now_s() - R->t0 >= s->max_time_s)
+        why = IMRT_STOP_MAX_TIME;
+    else
+        return 0;
+    R->stop_set = 1;
+    R->stop = why;
+    return 1;
+}
+
+/* One bound-constrained run by projected Newton (Bertsekas 1982) on the
+ * Gauss-Newton Hessian: the epsilon-active variables (at or near 0 with a
+ * positive gradient) take a diagonally scaled gradient step, the free ones
+ * the truncated, Jacobi-preconditioned CG solution of H_FF s = -g_F; then a
+ * backtracking line search along the projected path P(x + a s). x is the
+ * start on entry and the result on return; the set holds the evaluation at
+ * x when the run ends normally. */
+static imrt_status newton_round(run_state *R, double *x)
+{
+    imrt_status status = IMRT_OK;
+    const int32_t n = R->n;
+    double *g = R->g, *gt = R->gt, *diag = R->diag, *st = R->step, *res = R->res, *z = R->z,
+           *dir = R->dir, *hd = R->hd, *xt = R->xt;
+    unsigned char *act = R->act;
+    double L = R->L_cur;
+    if (!R->set_holds_x) {
+        IMRT_TRY(imrt_objectives_eval(R->obj, x, &L, g));
+        R->evaluations++;
+        R->set_holds_x = 1;
+    }
+    R->round_iter = 0;
+    R->hist[0] = L;
+    if (log_iteration(R, x, g, L)) {
+        R->stop_set = 1;
+        R->stop = IMRT_STOP_CALLBACK;
+        return IMRT_OK;
+    }
+    if (pg_norm(x, g, n) <= R->o->solver.pgtol * fmax(1.0, fabs(L))) {
+        R->stop_set = 1;
+        R->stop = IMRT_STOP_PGTOL;
+        return IMRT_OK;
+    }
+    double pg0 = 0.0;
+    for (;;) {
+        double frac = 0.0;
+        IMRT_TRY(imrt_objectives_hessian_prepare(R->obj, R->stride, diag, &frac));
+        R->hrows_sum += frac;
+        R->nprepared++;
+        /* epsilon-active set and the scaled projected-gradient size */
+        double xmax = 0.0, wnorm = 0.0;
+        for (int32_t j = 0; j < n; j++) {
+            xmax = fmax(xmax, x[j]);
+            if (!(diag[j] > 0.0))
+                diag[j] = 0.0;
+        }
+        double dmax = 0.0;
+        for (int32_t j = 0; j < n; j++)
+            dmax = fmax(dmax, diag[j]);
+        const double dfloor = dmax > 0.0 ? 1e-12 * dmax : 1.0;
+        for (int32_t j = 0; j < n; j++) {
+            diag[j] = fmax(diag[j], dfloor);
+            wnorm = fmax(wnorm, x[j] - fmax(0.0, x[j] - g[j] / diag[j]));
+        }
+        const double eps = fmin(wnorm, NEWTON_EPS_REL * xmax);
+        double gfree2 = 0.0, rz = 0.0;
+        for (int32_t j = 0; j < n; j++) {
+            act[j] = x[j] <= eps && g[j] > 0.0;
+            st[j] = act[j] ? -g[j] / diag[j] : 0.0;
+            res[j] = act[j] ? 0.0 : -g[j];
+            z[j] = res[j] / diag[j];
+            dir[j] = z[j];
+            gfree2 += res[j] * z[j];
+            rz += res[j] * z[j];
+        }
+        /* forcing term: looser far from the optimum */
+        if (pg0 == 0.0)
+            pg0 = sqrt(gfree2);
+        const double eta = fmin(NEWTON_ETA_MAX, sqrt(sqrt(gfree2) / fmax(pg0, 1e-300)));
+        const double stop2 = eta * eta * gfree2;
+        for (int cg = 0; cg < R->o->cg_max && rz > stop2 && rz > 0.0; cg++) {
+            IMRT_TRY(imrt_objectives_hessian_vec(R->obj, dir, hd));
+            R->hessvec++;
+            double pq = 0.0;
+            for (int32_t j = 0; j < n; j++) {
+                if (act[j])
+                    hd[j] = 0.0;
+                pq += dir[j] * hd[j];
+            }
+            if (!(pq > 0.0))
+                break; /* no curvature along dir: keep the step so far */
+            const double alpha = rz / pq;
+            double rz_new = 0.0;
+            for (int32_t j = 0; j < n; j++) {
+                if (act[j])
+                    continue;
+                st[j] += alpha * dir[j];
+                res[j] -= alpha * hd[j];
+                z[j] = res[j] / diag[j];
+                rz_new += res[j] * z[j];
+            }
+            const double beta = rz_new / rz;
+            rz = rz_new;
+            for (int32_t j = 0; j < n; j++)
+                dir[j] = act[j] ? 0.0 : z[j] + beta * dir[j];
+        }
+        /* a free step that is not a descent direction (CG broke down at
+         * once): the scaled gradient */
+        double gs = 0.0;
+        for (int32_t j = 0; j < n; j++)
+            if (!act[j])
+                gs += g[j] * st[j];
+        if (!(gs < 0.0))
+            for (int32_t j = 0; j < n; j++)
+                if (!act[j])
+                    st[j] = -g[j] / diag[j];
+        /* projected backtracking line search (Armijo along the arc) */
+        double a = 1.0, Lt = L;
+        int accepted = 0;
+        for (int t = 0; t < NEWTON_MAX_BACKTRACK; t++) {
+            double pred = 0.0; /* first-order change along the arc */
+            for (int32_t j = 0; j < n; j++) {
+                xt[j] = fmax(0.0, x[j] + a * st[j]);
+                pred += g[j] * (xt[j] - x[j]);
+            }
+            IMRT_TRY(imrt_objectives_eval(R->obj, xt, &Lt, gt));
+            R->evaluations++;
+            if (Lt <= L + NEWTON_ARMIJO * pred && Lt < L) {
+                accepted = 1;
+                break;
+            }
+            if (!(pred < 0.0))
+                break;
+            /* minimiser of the quadratic through L, slope pred/a and Lt, kept in [0.1a, 0.5a] */
+            const double curv = Lt - L - pred;
+            double an = curv > 0.0 ? 0.5 * a * (-pred) / curv : 0.5 * a;
+            a = fmin(0.5 * a, fmax(0.1 * a, an));
+            if (R->o->solver.max_time_s > 0.0 && now_s() - R->t0 >= R->o->solver.max_time_s)
+                break;
+        }
+        if (!accepted) {
+            /* no progress possible along this step: the set holds a trial
+             * point, x is the best */
+            R->set_holds_x = 0;
+            R->stop_set = 1;
+            R->stop = R->o->solver.max_time_s > 0.0 && now_s() - R->t0 >= R->o->solver.max_time_s
+                          ? IMRT_STOP_MAX_TIME
+                          : IMRT_STOP_SOLVER;
+            break;
+        }
+        memcpy(x, xt, (size_t)n * sizeof *x);
+        double *tmp = R->g;
+        R->g = g = gt;
+        R->gt = gt = tmp;
+        L = Lt;
+        R->round_iter++;
+        R->iterations++;
+        if (newton_should_stop(R, x, g, L))
+            break;
+    }
+cleanup:
+    return status;
+}
+
 static imrt_status check_options(const imrt_optimize_options *o)
 {
     const imrt_solver_settings *s = &o->solver;
@@ -187,6 +406,14 @@ static imrt_status check_options(const imrt_optimize_options *o)
     if (!(isfinite(o->constraint_tol) && o->constraint_tol >= 0.0))
         return imrt_error(IMRT_ERR_RANGE, "constraint_tol = %g must be finite and >= 0",
                           o->constraint_tol);
+    if ((unsigned)o->method > (unsigned)IMRT_METHOD_NEWTON)
+        return imrt_error(IMRT_ERR_RANGE, "method = %d is not a solver (0 auto, 1 L-BFGS, 2 Newton)",
+                          (int)o->method);
+    if (o->cg_max < 1 || o->cg_max > 10000)
+        return imrt_error(IMRT_ERR_RANGE, "cg_max = %d is outside 1..10000", o->cg_max);
+    if (o->hessian_stride < 0 || o->hessian_stride > 16)
+        return imrt_error(IMRT_ERR_RANGE, "hessian_stride = %d is outside 0..16",
+                          o->hessian_stride);
     if (o->lbfgs_memory < 0 || o->lbfgs_memory > 10000)
         return imrt_error(IMRT_ERR_RANGE, "lbfgs_memory = %d is outside 0..10000",
                           o->lbfgs_memory);
@@ -236,6 +463,22 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
     IMRT_ALLOC(R.gtmp, n);
     IMRT_ALLOC(R.hist, opt->ftol_window + 1);
 
+    const int newton = opt->method != IMRT_METHOD_LBFGS && imrt_objectives_hessian_supported(obj);
+    if (newton) {
+        IMRT_ALLOC(R.g, n);
+        IMRT_ALLOC(R.gt, n);
+        IMRT_ALLOC(R.diag, n);
+        IMRT_ALLOC(R.step, n);
+        IMRT_ALLOC(R.res, n);
+        IMRT_ALLOC(R.z, n);
+        IMRT_ALLOC(R.dir, n);
+        IMRT_ALLOC(R.hd, n);
+        IMRT_ALLOC(R.xt, n);
+        IMRT_ALLOC(R.act, n);
+        R.stride = opt->hessian_stride > 0 ? opt->hessian_stride
+                   : imrt_objectives_nrows(obj) >= NEWTON_AUTO_STRIDE_ROWS ? 2
+                                                                           : 1;
+    }
     R.opt = nlopt_create(NLOPT_LD_LBFGS, (unsigned)n);
     if (!R.opt)
         IMRT_FAIL(IMRT_ERR_NOMEM, "cannot create the NLopt L-BFGS optimiser for %d weights",
@@ -259,6 +502,11 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
     IMRT_TRY(imrt_objectives_eval(obj, x, &L0, R.gtmp));
     R.evaluations++;
     const double f_start = imrt_objectives_penalty(obj);
+    if (newton) {
+        memcpy(R.g, R.gtmp, (size_t)n * sizeof *x);
+        R.L_cur = L0;
+        R.set_holds_x = 1;
+    }
 
     double L_final = L0;
     const int ncons = imrt_objectives_nconstraints(obj);
@@ -284,6 +532,31 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
                 break;
             }
             nlopt_set_maxtime(R.opt, left);
+        }
+        if (newton) {
+            IMRT_TRY(newton_round(&R, x));
+            if (!R.set_holds_x) {
+                IMRT_TRY(imrt_objectives_eval(obj, x, &L_final, R.g));
+                R.evaluations++;
+                R.set_holds_x = 1;
+            } else {
+                L_final = R.hist[R.round_iter % (IMRT_MIN(opt->ftol_window, NEWTON_WINDOW) + 1)];
+            }
+            memcpy(R.gtmp, R.g, (size_t)n * sizeof *x);
+            R.L_cur = L_final;
+            if (ncons == 0 || R.stop == IMRT_STOP_CALLBACK || R.stop == IMRT_STOP_MAX_TIME)
+                break;
+            int held_n;
+            constraint_summary(obj, opt->constraint_tol, &held_n);
+            if (polish || R.outer + 1 == opt->max_outer)
+                break;
+            if (held_n == ncons) {
+                polish = 1;
+            } else {
+                imrt_objectives_al_update(obj, opt->constraint_tol);
+                R.set_holds_x = 0; /* L and its gradient changed with the multipliers */
+            }
+            continue;
         }
         double minf = 0.0;
         res = nlopt_optimize(R.opt, x, &minf);
@@ -334,6 +607,9 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
         stats->nconstraints = ncons;
         stats->max_violation = constraint_summary(obj, opt->constraint_tol,
                                                   &stats->constraints_held);
+        stats->method = newton ? IMRT_METHOD_NEWTON : IMRT_METHOD_LBFGS;
+        stats->hessian_products = R.hessvec;
+        stats->hessian_rows = R.nprepared > 0 ? R.hrows_sum / R.nprepared : 0.0;
     }
 cleanup:
     if (R.opt)
@@ -341,5 +617,15 @@ cleanup:
     imrt_free(R.best_x);
     imrt_free(R.gtmp);
     imrt_free(R.hist);
+    imrt_free(R.g);
+    imrt_free(R.gt);
+    imrt_free(R.diag);
+    imrt_free(R.step);
+    imrt_free(R.res);
+    imrt_free(R.z);
+    imrt_free(R.dir);
+    imrt_free(R.hd);
+    imrt_free(R.xt);
+    imrt_free(R.act);
     return status;
 }

@@ -66,6 +66,13 @@ typedef struct {
 /* Log callback; return non-zero to stop the optimisation (IMRT_STOP_CALLBACK). */
 typedef int (*imrt_iteration_fn)(void *user, const imrt_iteration_info *info);
 
+/* Solver of the bound-constrained runs. */
+typedef enum {
+    IMRT_METHOD_AUTO = 0,   /* projected Newton when the set has a Hessian model (no gEUD), else L-BFGS */
+    IMRT_METHOD_LBFGS = 1,  /* NLopt's L-BFGS with lower bounds 0 */
+    IMRT_METHOD_NEWTON = 2  /* projected Newton-CG (falls back to L-BFGS for gEUD objectives) */
+} imrt_method;
+
 typedef struct {
     imrt_solver_settings solver; /* max_iterations (per L-BFGS run, >= 1), ftol_rel (>= 0),
                                     pgtol (>= 0), max_time_s (>= 0, 0 = none) */
@@ -73,6 +80,10 @@ typedef struct {
     int max_outer;               /* augmented-Lagrangian rounds, >= 1, default 20 */
     double constraint_tol;       /* relative tolerance for "holds", >= 0, default 1e-3 */
     int lbfgs_memory;            /* L-BFGS correction pairs, 0 = NLopt's default */
+    imrt_method method;          /* default IMRT_METHOD_AUTO */
+    int cg_max;                  /* Newton: CG iterations per Newton step, 1..10000, default 40 */
+    int hessian_stride;          /* Newton: Hessian row subsampling (see
+                                    imrt_objectives_hessian_prepare), 0 = automatic, 1 = exact */
     imrt_iteration_fn log;       /* may be NULL */
     void *log_user;              /* passed to log */
 } imrt_optimize_options;
@@ -108,7 +119,14 @@ typedef struct {
     int nconstraints;      /* hard constraints */
     int constraints_held;  /* how many hold within constraint_tol at the end */
     double max_violation;  /* largest relative violation at the end (<= 0: all hold exactly) */
+    imrt_method method;    /* the solver that ran (LBFGS or NEWTON) */
+    int hessian_products;  /* Newton: Hessian-vector products (passes over the rows with
+                              curvature, or over the subsample) */
+    double hessian_rows;   /* Newton: mean fraction of the dij's non-zeros a product reads */
 } imrt_optimize_stats;
+
+/* "lbfgs", "newton" or "auto". */
+const char *imrt_method_name(imrt_method m);
 
 /* Optimise the weights x (ncols entries; in: the start, finite and >= 0;
  * out: the optimum, >= 0). Constraint multipliers start from their initial
