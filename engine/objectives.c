@@ -8,6 +8,7 @@
 #include "imrt/objectives.h"
 
 #include "imrt/spmv.h"
+#include "rowset_impl.h"
 #include "util_impl.h"
 
 #include <float.h>
@@ -21,7 +22,6 @@
 #define AL_STALL 0.25         /* "progress" = violation fell below this fraction */
 #define AL_MU_MAX_FACTOR 1e12 /* cap on mu / mu0 */
 #define DVH_WEIGHT_GROWTH 10.0
-#define IMRT_HESS_MAX_CLASSES 4096 /* distinct row curvatures of the Hessian program */
 #define IMRT_HESS_SUBSAMPLE_MIN 20000 /* objectives with fewer rows are never subsampled */
 
 typedef struct {
@@ -73,13 +73,13 @@ struct imrt_objectives {
     double pbar;            /* largest penalty weight (1 without penalties) */
     /* Gauss-Newton Hessian at the last evaluation (imrt_objectives_hessian_*) */
     int threads;            /* of the context at creation */
-    double *hw;             /* nrows: curvature d2L/dd_r^2 of each row (0 = row not used) */
-    uint16_t *hrow_class;   /* nrows */
-    int32_t hclass_start[IMRT_HESS_MAX_CLASSES + 2];
-    imrt_voxel_term hterm[IMRT_HESS_MAX_CLASSES + 1];
-    imrt_voxel_program hprog;
-    double *hdose;          /* nrows: D v of the last Hessian product */
-    double *hbuf;           /* nchannels * ncols */
+    int hstride;            /* subsampling the row set was built for (0 = none yet) */
+    imrt_rowset *hset;      /* compact copy of the rows that can carry curvature */
+    double *hwc;            /* hset->nrows: curvature of each row of the set */
+    int64_t *hpair_start;   /* ndefs + 1 offsets into hpair_c / hpair_i */
+    int64_t *hpair_c;       /* row of the set ... */
+    int64_t *hpair_i;       /* ... and index in the objective's row list */
+    double *hscale;         /* ndefs: subsampling factor of each objective */
     double *hmean;          /* ndefs: rank-one factor of each mean objective (0 = none) */
     int have_hess;          /* imrt_objectives_hessian_prepare succeeded */
 };
@@ -635,10 +635,12 @@ void imrt_objectives_destroy(imrt_objectives **sp)
     imrt_free(s->scratch);
     imrt_free(s->target_vec);
     imrt_free(s->shares);
-    imrt_free(s->hw);
-    imrt_free(s->hrow_class);
-    imrt_free(s->hdose);
-    imrt_free(s->hbuf);
+    imrt_rowset_destroy(&s->hset);
+    imrt_free(s->hwc);
+    imrt_free(s->hpair_start);
+    imrt_free(s->hpair_c);
+    imrt_free(s->hpair_i);
+    imrt_free(s->hscale);
     imrt_free(s->hmean);
     imrt_free(s);
     *sp = NULL;
@@ -1113,27 +1115,117 @@ static double row_curvature(const objective *o, int64_t i, double dd)
     }
 }
 
+/* Does objective o carry per-row curvature? */
+static int has_row_curvature(const objective *o)
+{
+    return o->n > 0 && o->def.kind != IMRT_OBJ_MEAN && o->def.kind != IMRT_OBJ_GEUD;
+}
+
+static int on_lattice(const imrt_grid *g, int64_t voxel, int stride)
+{
+    int a, b, c;
+    imrt_grid_ijk(g, voxel, &a, &b, &c);
+    return a % stride == 0 && b % stride == 0 && c % stride == 0;
+}
+
+/* The row set of the Hessian model for this stride: every row of the small
+ * objectives, the lattice rows of the large ones; and the (set row,
+ * objective row) pairs of each objective. */
+static imrt_status build_hessian_rows(imrt_objectives *s, int stride)
+{
+    imrt_status status = IMRT_OK;
+    const imrt_dij *D = s->D;
+    const int64_t nrows = D->nrows;
+    int64_t *map = NULL, *rows = NULL;
+    uint8_t *keep = NULL, *usek = NULL;
+    imrt_rowset_destroy(&s->hset);
+    imrt_free(s->hwc);
+    imrt_free(s->hpair_c);
+    imrt_free(s->hpair_i);
+    s->hwc = NULL;
+    s->hpair_c = s->hpair_i = NULL;
+    s->hstride = 0;
+    if (!s->hpair_start) {
+        IMRT_ALLOC(s->hpair_start, s->ndefs + 1);
+        IMRT_ALLOC(s->hscale, s->ndefs > 0 ? s->ndefs : 1);
+        IMRT_ALLOC(s->hmean, s->ndefs > 0 ? s->ndefs : 1);
+    }
+    IMRT_ALLOC(map, nrows);
+    IMRT_ALLOC(keep, nrows);
+    IMRT_ALLOC(usek, s->ndefs > 0 ? s->ndefs : 1);
+    int64_t npairs = 0;
+    for (int k = 0; k < s->ndefs; k++) {
+        const objective *o = &s->obj[k];
+        s->hscale[k] = 1.0;
+        if (!has_row_curvature(o))
+            continue;
+        const int sub = stride > 1 && o->n >= IMRT_HESS_SUBSAMPLE_MIN;
+        int64_t kept = 0;
+        for (int64_t i = 0; i < o->n; i++)
+            kept += !sub || on_lattice(&D->grid, D->voxel[o->rows[i]], stride);
+        const int use = sub && kept > 0;
+        usek[k] = (uint8_t)use;
+        if (!use)
+            kept = o->n;
+        s->hscale[k] = (double)o->n / (double)kept;
+        for (int64_t i = 0; i < o->n; i++)
+            if (!use || on_lattice(&D->grid, D->voxel[o->rows[i]], stride))
+                keep[o->rows[i]] = (uint8_t)(use ? 2 : 1);
+        npairs += kept;
+    }
+    int64_t nset = 0;
+    for (int64_t r = 0; r < nrows; r++)
+        if (keep[r])
+            map[r] = nset++;
+    IMRT_ALLOC(rows, nset > 0 ? nset : 1);
+    for (int64_t r = 0; r < nrows; r++)
+        if (keep[r])
+            rows[map[r]] = r;
+    IMRT_TRY(imrt_rowset_create(D, rows, nset, s->threads, &s->hset));
+    IMRT_ALLOC(s->hwc, nset > 0 ? nset : 1);
+    IMRT_ALLOC(s->hpair_c, npairs > 0 ? npairs : 1);
+    IMRT_ALLOC(s->hpair_i, npairs > 0 ? npairs : 1);
+    int64_t q = 0;
+    for (int k = 0; k < s->ndefs; k++) {
+        const objective *o = &s->obj[k];
+        s->hpair_start[k] = q;
+        if (!has_row_curvature(o))
+            continue;
+        const int use = usek[k];
+        for (int64_t i = 0; i < o->n; i++) {
+            const int64_t r = o->rows[i];
+            if (use && !on_lattice(&D->grid, D->voxel[r], stride))
+                continue;
+            s->hpair_c[q] = map[r];
+            s->hpair_i[q] = i;
+            q++;
+        }
+    }
+    s->hpair_start[s->ndefs] = q;
+    s->hstride = stride;
+cleanup:
+    imrt_free(map);
+    imrt_free(rows);
+    imrt_free(keep);
+    imrt_free(usek);
+    return status;
+}
+
 imrt_status imrt_objectives_hessian_prepare(imrt_objectives *s, int stride, double *diag,
                                             double *nnz_frac)
 {
     imrt_status status = IMRT_OK;
-    double *acc = NULL;
     if (!s || stride < 1)
         return imrt_error(IMRT_ERR_ARG, "imrt_objectives_hessian_prepare: NULL set or stride < 1");
     if (!imrt_objectives_hessian_supported(s))
         return imrt_error(IMRT_ERR_ARG, "the Gauss-Newton Hessian does not cover gEUD objectives");
     const imrt_dij *D = s->D;
-    const int64_t nrows = D->nrows;
     const int32_t ncols = D->ncols;
     s->have_hess = 0;
-    if (!s->hw) {
-        IMRT_ALLOC(s->hw, nrows);
-        IMRT_ALLOC(s->hrow_class, nrows);
-        IMRT_ALLOC(s->hdose, nrows);
-        IMRT_ALLOC(s->hbuf, (size_t)s->prog.nchannels * (size_t)ncols);
-        IMRT_ALLOC(s->hmean, s->ndefs > 0 ? s->ndefs : 1);
-    }
-    memset(s->hw, 0, (size_t)nrows * sizeof *s->hw);
+    if (s->hstride != stride)
+        IMRT_TRY(build_hessian_rows(s, stride));
+    imrt_rowset *hs = s->hset;
+    memset(s->hwc, 0, (size_t)(hs->nrows > 0 ? hs->nrows : 1) * sizeof *s->hwc);
     for (int k = 0; k < s->ndefs; k++) {
         objective *o = &s->obj[k];
         s->hmean[k] = 0.0;
@@ -1147,111 +1239,21 @@ imrt_status imrt_objectives_hessian_prepare(imrt_objectives *s, int stride, doub
                 s->hmean[k] = !o->def.at_most || o->lam_s + o->mu * c > 0.0 ? o->mu : 0.0;
             continue;
         }
-        /* large objectives: rows on a lattice of every stride-th voxel, scaled */
-        int64_t keep = o->n;
-        const int sub = stride > 1 && o->n >= IMRT_HESS_SUBSAMPLE_MIN;
-        if (sub) {
-            keep = 0;
-            for (int64_t i = 0; i < o->n; i++) {
-                int a, b, c;
-                imrt_grid_ijk(&D->grid, D->voxel[o->rows[i]], &a, &b, &c);
-                keep += a % stride == 0 && b % stride == 0 && c % stride == 0;
-            }
-            if (keep == 0)
-                keep = o->n; /* degenerate: no subsampling */
-        }
-        const int use_sub = sub && keep < o->n;
-        const double scale = (double)o->n / (double)keep;
-        for (int64_t i = 0; i < o->n; i++) {
-            const int64_t r = o->rows[i];
-            if (use_sub) {
-                int a, b, c;
-                imrt_grid_ijk(&D->grid, D->voxel[r], &a, &b, &c);
-                if (a % stride || b % stride || c % stride)
-                    continue;
-            }
-            s->hw[r] += scale * row_curvature(o, i, s->dose[r]);
+        const double scale = s->hscale[k];
+        for (int64_t q = s->hpair_start[k]; q < s->hpair_start[k + 1]; q++) {
+            const int64_t i = s->hpair_i[q];
+            s->hwc[s->hpair_c[q]] += scale * row_curvature(o, i, s->dose[o->rows[i]]);
         }
     }
-    /* distinct curvatures -> classes of a one-term program W_r * (D_r v) */
-    int32_t ncl = 1, last = 0;
-    double cval[IMRT_HESS_MAX_CLASSES + 1];
-    cval[0] = 0.0;
-    for (int64_t r = 0; r < nrows; r++) {
-        const double w = s->hw[r];
-        int32_t c = 0;
-        if (w > 0.0) {
-            if (w == cval[last])
-                c = last;
-            else {
-                for (c = 1; c < ncl && cval[c] != w; c++)
-                    ;
-                if (c == ncl) {
-                    if (ncl > IMRT_HESS_MAX_CLASSES)
-                        IMRT_FAIL(IMRT_ERR_RANGE,
-                                  "more than %d distinct row curvatures in the Hessian",
-                                  IMRT_HESS_MAX_CLASSES);
-                    cval[ncl++] = w;
-                }
-            }
-            last = c;
-        }
-        s->hrow_class[r] = (uint16_t)c;
-    }
-    s->hclass_start[0] = s->hclass_start[1] = 0;
-    for (int32_t c = 1; c < ncl; c++) {
-        imrt_voxel_term *t = &s->hterm[c - 1];
-        memset(t, 0, sizeof *t);
-        t->type = IMRT_TERM_WINDOW;
-        t->channel = 0;
-        t->coef = cval[c];
-        t->t = 0.0;
-        t->lo = -INFINITY;
-        t->hi = INFINITY;
-        s->hclass_start[c + 1] = c;
-    }
-    s->hprog.row_class = s->hrow_class;
-    s->hprog.class_start = s->hclass_start;
-    s->hprog.term = s->hterm;
-    s->hprog.nclasses = ncl;
-    s->hprog.nchannels = 1;
     if (nnz_frac) {
         int64_t used = 0;
-        for (int64_t r = 0; r < nrows; r++)
-            if (s->hrow_class[r])
-                used += D->rowptr[r + 1] - D->rowptr[r];
+        for (int64_t i = 0; i < hs->nrows; i++)
+            if (s->hwc[i] != 0.0)
+                used += hs->ptr[i + 1] - hs->ptr[i];
         *nnz_frac = D->nnz > 0 ? (double)used / (double)D->nnz : 0.0;
     }
-
     if (diag) {
-        /* diag_j = sum_r W_r D_rj^2 + rank-one terms; per-thread accumulators
-         * over fixed row chunks, summed in chunk order (deterministic) */
-        const int T = s->threads > 0 ? s->threads : 1;
-        IMRT_ALLOC(acc, (size_t)T * (size_t)ncols);
-        const int64_t *rp = D->rowptr;
-        const int32_t *col = D->col;
-        const float *val = D->val;
-        const double *hw = s->hw;
-#pragma omp parallel for num_threads(T) schedule(static, 1)
-        for (int t = 0; t < T; t++) {
-            double *a = acc + (size_t)t * (size_t)ncols;
-            const int64_t r0 = nrows * t / T, r1 = nrows * (t + 1) / T;
-            for (int64_t r = r0; r < r1; r++) {
-                const double w = hw[r];
-                if (w == 0.0)
-                    continue;
-                for (int64_t q = rp[r]; q < rp[r + 1]; q++) {
-                    const double v = (double)val[q];
-                    a[col[q]] += w * v * v;
-                }
-            }
-        }
-        for (int32_t j = 0; j < ncols; j++) {
-            double sum = 0.0;
-            for (int t = 0; t < T; t++)
-                sum += acc[(size_t)t * (size_t)ncols + (size_t)j];
-            diag[j] = sum;
-        }
+        imrt_rowset_diag(hs, s->hwc, diag);
         for (int k = 0; k < s->ndefs; k++)
             if (s->hmean[k] != 0.0)
                 for (int32_t j = 0; j < ncols; j++)
@@ -1259,7 +1261,6 @@ imrt_status imrt_objectives_hessian_prepare(imrt_objectives *s, int stride, doub
     }
     s->have_hess = 1;
 cleanup:
-    imrt_free(acc);
     return status;
 }
 
@@ -1271,8 +1272,7 @@ imrt_status imrt_objectives_hessian_vec(imrt_objectives *s, const double *v, dou
         return imrt_error(IMRT_ERR_ARG,
                           "imrt_objectives_hessian_vec: call imrt_objectives_hessian_prepare first");
     const int32_t ncols = s->D->ncols;
-    s->kern.fused(s->D, v, &s->hprog, s->hdose, s->hbuf, s->ws);
-    memcpy(hv, s->hbuf, (size_t)ncols * sizeof *hv);
+    imrt_rowset_wtw(s->hset, s->hwc, v, hv);
     for (int k = 0; k < s->ndefs; k++)
         if (s->hmean[k] != 0.0) {
             const double *m = s->obj[k].mvec;

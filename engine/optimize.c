@@ -13,6 +13,8 @@
 #include <nlopt.h>
 #include <string.h>
 #include <time.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #define NLOPT_MAXEVAL_FACTOR 20 /* safety net: evaluations per allowed iteration */
 #define AL_ROUND_FTOL 1e-4      /* ftol of the rounds whose multipliers will still change */
@@ -50,8 +52,11 @@ typedef struct {
     int nprepared;        /* models prepared */
     int set_holds_x;      /* the set's last evaluation is at x (its L in L_cur, gradient in g) */
     double L_cur;
-    double *g, *gt, *diag, *step, *res, *z, *dir, *hd, *xt; /* Newton work arrays, n each */
-    unsigned char *act;   /* Newton: epsilon-active variables, n */
+    double *g, *gt, *diag, *step, *xt; /* Newton work arrays, n each */
+    double *qp;           /* Newton: model solver arrays, 10 n */
+    unsigned char *act;   /* Newton: variables at 0 after the step, n */
+    double lam;           /* Newton: estimate of the largest eigenvalue of the scaled Hessian */
+    double eta_max;       /* Newton: loosest relative model gradient of a step */
 } run_state;
 
 static double now_s(void)
@@ -202,6 +207,21 @@ static double objective_cb(unsigned n, const double *x, double *grad, void *data
 
 /* ---- projected Newton-CG ------------------------------------------------------ */
 
+#define TRY_RET(expr)                     \
+    do {                                  \
+        imrt_status try_s_ = (expr);      \
+        if (try_s_ != IMRT_OK)            \
+            return try_s_;                \
+    } while (0)
+
+static double dot_v(const double *a, const double *b, int32_t n)
+{
+    double s = 0.0;
+    for (int32_t j = 0; j < n; j++)
+        s += a[j] * b[j];
+    return s;
+}
+
 /* Stopping rules after Newton iteration R->round_iter (the set holds x). */
 static int newton_should_stop(run_state *R, const double *x, const double *g, double L)
 {
@@ -233,6 +253,166 @@ static int newton_should_stop(run_state *R, const double *x, const double *g, do
     return 1;
 }
 
+/* Free and chopped gradient of the scaled model at y (bounds lo):
+ * phi = gr on free variables, beta = min(gr, 0) on those at their bound. */
+static void split_gradient(const double *y, const double *lo, const double *gr, double *phi,
+                           double *beta, int32_t n, double *pp, double *bb)
+{
+    double a = 0.0, b = 0.0;
+    for (int32_t j = 0; j < n; j++) {
+        if (y[j] > lo[j]) {
+            phi[j] = gr[j];
+            beta[j] = 0.0;
+        } else {
+            phi[j] = 0.0;
+            beta[j] = fmin(gr[j], 0.0);
+        }
+        a += phi[j] * phi[j];
+        b += beta[j] * beta[j];
+    }
+    *pp = a;
+    *bb = b;
+}
+
+/* v_out = C H C v (C = diag(c)); tmp n. */
+static imrt_status scaled_hv(run_state *R, const double *c, const double *v, double *tmp,
+                             double *out)
+{
+    const int32_t n = R->n;
+    for (int32_t j = 0; j < n; j++)
+        tmp[j] = c[j] * v[j];
+    TRY_RET(imrt_objectives_hessian_vec(R->obj, tmp, out));
+    R->hessvec++;
+    for (int32_t j = 0; j < n; j++)
+        out[j] *= c[j];
+    return IMRT_OK;
+}
+
+/* The Newton step st: the minimiser of the model g's + s'Hs/2 subject to
+ * x + s >= 0 in the Jacobi-scaled variables y = s / c, c = diag(H)^(-1/2),
+ * by MPRGP (Dostal & Schoberl 2005: CG on the free variables, expansion by
+ * a projected gradient step when CG meets a bound, proportioning steps that
+ * release bound variables), until the model's projected gradient falls
+ * below eta times its value at s = 0 or cg_max products. pg_ref < 0 on the
+ * first call; *gnorm receives the model's projected gradient at s = 0. */
+static imrt_status qp_step(run_state *R, const double *x, const double *g, const double *diag,
+                           double *st, double pg_ref, double *gnorm, int *iters)
+{
+    const int32_t n = R->n;
+    double *c = R->qp, *lo = c + n, *y = lo + n, *gr = y + n, *p = gr + n, *Ap = p + n,
+           *phi = Ap + n, *beta = phi + n, *tmp = beta + n, *yh = tmp + n;
+    for (int32_t j = 0; j < n; j++) {
+        c[j] = 1.0 / sqrt(diag[j]);
+        lo[j] = -x[j] / c[j];
+        y[j] = 0.0;
+        gr[j] = c[j] * g[j];
+    }
+    double pp, bb;
+    split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+    const double g0 = sqrt(pp + bb);
+    *gnorm = g0;
+    const double ref = pg_ref > 0.0 ? pg_ref : g0;
+    const double eta = fmin(R->eta_max, sqrt(g0 / fmax(ref, 1e-300)));
+    const double tol2 = eta * eta * (pp + bb);
+    if (!(R->lam > 0.0)) {
+        /* largest eigenvalue of C H C: a few power iterations, with margin */
+        for (int32_t j = 0; j < n; j++)
+            p[j] = 1.0;
+        double lam = 1.0;
+        for (int it = 0; it < 8; it++) {
+            TRY_RET(scaled_hv(R, c, p, tmp, Ap));
+            const double nrm = sqrt(dot_v(Ap, Ap, n)), pn = sqrt(dot_v(p, p, n));
+            lam = nrm / fmax(pn, 1e-300);
+            for (int32_t j = 0; j < n; j++)
+                p[j] = Ap[j] / fmax(nrm, 1e-300);
+        }
+        R->lam = 1.2 * lam;
+    }
+    memcpy(p, phi, (size_t)n * sizeof *p);
+    int k = 0;
+    while (k < R->o->cg_max && pp + bb > tol2) {
+        k++;
+        if (bb <= pp) {
+            TRY_RET(scaled_hv(R, c, p, tmp, Ap));
+            const double pAp = dot_v(p, Ap, n);
+            if (!(pAp > 0.0))
+                break;
+            R->lam = fmax(R->lam, pAp / dot_v(p, p, n));
+            const double acg = dot_v(gr, p, n) / pAp;
+            double af = INFINITY;
+            int32_t block = -1;
+            for (int32_t j = 0; j < n; j++)
+                if (p[j] > 0.0) {
+                    const double a = (y[j] - lo[j]) / p[j];
+                    if (a < af) {
+                        af = a;
+                        block = j;
+                    }
+                }
+            if (acg <= af) {
+                for (int32_t j = 0; j < n; j++) {
+                    y[j] -= acg * p[j];
+                    gr[j] -= acg * Ap[j];
+                }
+                split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+                const double gamma = dot_v(phi, Ap, n) / pAp;
+                for (int32_t j = 0; j < n; j++)
+                    p[j] = phi[j] - gamma * p[j];
+            } else {
+                /* to the first bound, then a projected step of the free gradient */
+                for (int32_t j = 0; j < n; j++) {
+                    y[j] = fmax(lo[j], y[j] - af * p[j]);
+                    gr[j] -= af * Ap[j];
+                }
+                if (block >= 0)
+                    y[block] = lo[block];
+                split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+                /* model value f = y'(gr + b)/2, b = c g */
+                double fh = 0.0;
+                for (int32_t j = 0; j < n; j++)
+                    fh += 0.5 * y[j] * (gr[j] + c[j] * g[j]);
+                memcpy(yh, y, (size_t)n * sizeof *y);
+                for (int tries = 0; tries < 8; tries++) {
+                    const double abar = 1.9 / R->lam;
+                    for (int32_t j = 0; j < n; j++)
+                        y[j] = fmax(lo[j], yh[j] - abar * phi[j]);
+                    TRY_RET(scaled_hv(R, c, y, tmp, Ap));
+                    double fe = 0.0;
+                    for (int32_t j = 0; j < n; j++) {
+                        gr[j] = Ap[j] + c[j] * g[j];
+                        fe += 0.5 * y[j] * (gr[j] + c[j] * g[j]);
+                    }
+                    if (fe <= fh)
+                        break;
+                    R->lam *= 2.0; /* the step was too long for the curvature */
+                }
+                split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+                memcpy(p, phi, (size_t)n * sizeof *p);
+            }
+        } else {
+            /* proportioning: release variables whose bound holds them back */
+            TRY_RET(scaled_hv(R, c, beta, tmp, Ap));
+            const double dAd = dot_v(beta, Ap, n);
+            if (!(dAd > 0.0))
+                break;
+            const double a = dot_v(gr, beta, n) / dAd;
+            for (int32_t j = 0; j < n; j++) {
+                y[j] -= a * beta[j];
+                gr[j] -= a * Ap[j];
+            }
+            split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+            memcpy(p, phi, (size_t)n * sizeof *p);
+        }
+    }
+    for (int32_t j = 0; j < n; j++)
+        st[j] = fmax(c[j] * y[j], -x[j]);
+    *iters = k;
+    if (getenv("NDBG"))
+        fprintf(stderr, "  qp: k %d eta %.3g rel %.3g (phi %.3g beta %.3g) lam %.3g hv %d\n", k, eta,
+                sqrt((pp + bb) / (g0 * g0)), sqrt(pp) / g0, sqrt(bb) / g0, R->lam, R->hessvec);
+    return IMRT_OK;
+}
+
 /* One bound-constrained run by projected Newton (Bertsekas 1982) on the
  * Gauss-Newton Hessian: the epsilon-active variables (at or near 0 with a
  * positive gradient) take a diagonally scaled gradient step, the free ones
@@ -244,9 +424,7 @@ static imrt_status newton_round(run_state *R, double *x)
 {
     imrt_status status = IMRT_OK;
     const int32_t n = R->n;
-    double *g = R->g, *gt = R->gt, *diag = R->diag, *st = R->step, *res = R->res, *z = R->z,
-           *dir = R->dir, *hd = R->hd, *xt = R->xt;
-    unsigned char *act = R->act;
+    double *g = R->g, *gt = R->gt, *diag = R->diag, *st = R->step, *xt = R->xt;
     double L = R->L_cur;
     if (!R->set_holds_x) {
         IMRT_TRY(imrt_objectives_eval(R->obj, x, &L, g));
@@ -271,73 +449,14 @@ static imrt_status newton_round(run_state *R, double *x)
         IMRT_TRY(imrt_objectives_hessian_prepare(R->obj, R->stride, diag, &frac));
         R->hrows_sum += frac;
         R->nprepared++;
-        /* epsilon-active set and the scaled projected-gradient size */
-        double xmax = 0.0, wnorm = 0.0;
-        for (int32_t j = 0; j < n; j++) {
-            xmax = fmax(xmax, x[j]);
-            if (!(diag[j] > 0.0))
-                diag[j] = 0.0;
-        }
-        double dmax = 0.0;
-        for (int32_t j = 0; j < n; j++)
-            dmax = fmax(dmax, diag[j]);
-        const double dfloor = dmax > 0.0 ? 1e-12 * dmax : 1.0;
-        for (int32_t j = 0; j < n; j++) {
-            diag[j] = fmax(diag[j], dfloor);
-            wnorm = fmax(wnorm, x[j] - fmax(0.0, x[j] - g[j] / diag[j]));
-        }
-        const double eps = fmin(wnorm, NEWTON_EPS_REL * xmax);
-        double gfree2 = 0.0, rz = 0.0;
-        for (int32_t j = 0; j < n; j++) {
-            act[j] = x[j] <= eps && g[j] > 0.0;
-            st[j] = act[j] ? -g[j] / diag[j] : 0.0;
-            res[j] = act[j] ? 0.0 : -g[j];
-            z[j] = res[j] / diag[j];
-            dir[j] = z[j];
-            gfree2 += res[j] * z[j];
-            rz += res[j] * z[j];
-        }
-        /* forcing term: looser far from the optimum */
+        /* the step: the bound-constrained quadratic model, x + st >= 0 */
+        double gnorm = 0.0;
+        int cgit = 0;
+        IMRT_TRY(qp_step(R, x, g, diag, st, pg0 == 0.0 ? -1.0 : pg0, &gnorm, &cgit));
         if (pg0 == 0.0)
-            pg0 = sqrt(gfree2);
-        const double eta = fmin(NEWTON_ETA_MAX, sqrt(sqrt(gfree2) / fmax(pg0, 1e-300)));
-        const double stop2 = eta * eta * gfree2;
-        for (int cg = 0; cg < R->o->cg_max && rz > stop2 && rz > 0.0; cg++) {
-            IMRT_TRY(imrt_objectives_hessian_vec(R->obj, dir, hd));
-            R->hessvec++;
-            double pq = 0.0;
-            for (int32_t j = 0; j < n; j++) {
-                if (act[j])
-                    hd[j] = 0.0;
-                pq += dir[j] * hd[j];
-            }
-            if (!(pq > 0.0))
-                break; /* no curvature along dir: keep the step so far */
-            const double alpha = rz / pq;
-            double rz_new = 0.0;
-            for (int32_t j = 0; j < n; j++) {
-                if (act[j])
-                    continue;
-                st[j] += alpha * dir[j];
-                res[j] -= alpha * hd[j];
-                z[j] = res[j] / diag[j];
-                rz_new += res[j] * z[j];
-            }
-            const double beta = rz_new / rz;
-            rz = rz_new;
-            for (int32_t j = 0; j < n; j++)
-                dir[j] = act[j] ? 0.0 : z[j] + beta * dir[j];
-        }
-        /* a free step that is not a descent direction (CG broke down at
-         * once): the scaled gradient */
-        double gs = 0.0;
-        for (int32_t j = 0; j < n; j++)
-            if (!act[j])
-                gs += g[j] * st[j];
-        if (!(gs < 0.0))
-            for (int32_t j = 0; j < n; j++)
-                if (!act[j])
-                    st[j] = -g[j] / diag[j];
+            pg0 = gnorm;
+        const double eta = 0.0, rz = 0.0, gfree2 = 1.0;
+        const unsigned char *act = R->act;
         /* projected backtracking line search (Armijo along the arc) */
         double a = 1.0, Lt = L;
         int accepted = 0;
@@ -371,6 +490,14 @@ static imrt_status newton_round(run_state *R, double *x)
                           ? IMRT_STOP_MAX_TIME
                           : IMRT_STOP_SOLVER;
             break;
+        }
+        if (getenv("NDBG")) {
+            int na = 0, nz = 0;
+            for (int32_t j = 0; j < n; j++)
+                nz += xt[j] == 0.0;
+            (void)act;
+            fprintf(stderr, "  newton: act %d zero %d cg %d eta %.3g res %.3g a %.3g frac %.3f\n", na, nz,
+                    cgit, eta, sqrt(rz / gfree2), a, frac);
         }
         memcpy(x, xt, (size_t)n * sizeof *x);
         double *tmp = R->g;
@@ -469,10 +596,8 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
         IMRT_ALLOC(R.gt, n);
         IMRT_ALLOC(R.diag, n);
         IMRT_ALLOC(R.step, n);
-        IMRT_ALLOC(R.res, n);
-        IMRT_ALLOC(R.z, n);
-        IMRT_ALLOC(R.dir, n);
-        IMRT_ALLOC(R.hd, n);
+        IMRT_ALLOC(R.qp, 10 * (size_t)n);
+        R.eta_max = getenv("ETA") ? atof(getenv("ETA")) : NEWTON_ETA_MAX;
         IMRT_ALLOC(R.xt, n);
         IMRT_ALLOC(R.act, n);
         R.stride = opt->hessian_stride > 0 ? opt->hessian_stride
@@ -621,10 +746,7 @@ cleanup:
     imrt_free(R.gt);
     imrt_free(R.diag);
     imrt_free(R.step);
-    imrt_free(R.res);
-    imrt_free(R.z);
-    imrt_free(R.dir);
-    imrt_free(R.hd);
+    imrt_free(R.qp);
     imrt_free(R.xt);
     imrt_free(R.act);
     return status;
