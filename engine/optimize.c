@@ -13,8 +13,6 @@
 #include <nlopt.h>
 #include <string.h>
 #include <time.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 #define NLOPT_MAXEVAL_FACTOR 20 /* safety net: evaluations per allowed iteration */
 #define AL_ROUND_FTOL 1e-4      /* ftol of the rounds whose multipliers will still change */
@@ -22,7 +20,6 @@
 #define NEWTON_ARMIJO 1e-4      /* sufficient-decrease factor of the projected line search */
 #define NEWTON_MAX_BACKTRACK 30 /* line-search trials per Newton step */
 #define NEWTON_ETA_MAX 0.5      /* loosest relative CG residual (forcing term) */
-#define NEWTON_EPS_REL 1e-3     /* epsilon-active set: x_j below this fraction of max x */
 #define NEWTON_AUTO_STRIDE_ROWS 200000 /* automatic subsampling from this many dij rows */
 
 typedef struct {
@@ -54,7 +51,6 @@ typedef struct {
     double L_cur;
     double *g, *gt, *diag, *step, *xt; /* Newton work arrays, n each */
     double *qp;           /* Newton: model solver arrays, 10 n */
-    unsigned char *act;   /* Newton: variables at 0 after the step, n */
     double lam;           /* Newton: estimate of the largest eigenvalue of the scaled Hessian */
     double eta_max;       /* Newton: loosest relative model gradient of a step */
 } run_state;
@@ -292,11 +288,14 @@ static imrt_status scaled_hv(run_state *R, const double *c, const double *v, dou
  * x + s >= 0 in the Jacobi-scaled variables y = s / c, c = diag(H)^(-1/2),
  * by MPRGP (Dostal & Schoberl 2005: CG on the free variables, expansion by
  * a projected gradient step when CG meets a bound, proportioning steps that
- * release bound variables), until the model's projected gradient falls
- * below eta times its value at s = 0 or cg_max products. pg_ref < 0 on the
+ * release bound variables; when CG meets a bound, the whole CG step
+ * projected onto the bounds is tried first), until the model's projected
+ * gradient falls below eta times its value at s = 0 (eta = min(0.5,
+ * sqrt(|pg| / |pg of the round's first step|)): loose far from the optimum,
+ * tighter near it) or after cg_max iterations. pg_ref < 0 on the
  * first call; *gnorm receives the model's projected gradient at s = 0. */
 static imrt_status qp_step(run_state *R, const double *x, const double *g, const double *diag,
-                           double *st, double pg_ref, double *gnorm, int *iters)
+                           double *st, double pg_ref, double *gnorm)
 {
     const int32_t n = R->n;
     double *c = R->qp, *lo = c + n, *y = lo + n, *gr = y + n, *p = gr + n, *Ap = p + n,
@@ -359,6 +358,29 @@ static imrt_status qp_step(run_state *R, const double *x, const double *g, const
                 for (int32_t j = 0; j < n; j++)
                     p[j] = phi[j] - gamma * p[j];
             } else {
+                {
+                    /* the whole CG step, projected: many variables reach
+                     * their bound at once; kept when it lowers the model
+                     * below its value at the first bound */
+                    double fa = 0.0;
+                    for (int32_t j = 0; j < n; j++) {
+                        const double ya = fmax(lo[j], y[j] - af * p[j]);
+                        fa += 0.5 * ya * (gr[j] - af * Ap[j] + c[j] * g[j]);
+                        yh[j] = fmax(lo[j], y[j] - acg * p[j]);
+                    }
+                    TRY_RET(scaled_hv(R, c, yh, tmp, phi));
+                    double fc = 0.0;
+                    for (int32_t j = 0; j < n; j++)
+                        fc += 0.5 * yh[j] * (phi[j] + 2.0 * c[j] * g[j]);
+                    if (fc < fa) {
+                        memcpy(y, yh, (size_t)n * sizeof *y);
+                        for (int32_t j = 0; j < n; j++)
+                            gr[j] = phi[j] + c[j] * g[j];
+                        split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+                        memcpy(p, phi, (size_t)n * sizeof *p);
+                        continue;
+                    }
+                }
                 /* to the first bound, then a projected step of the free gradient */
                 for (int32_t j = 0; j < n; j++) {
                     y[j] = fmax(lo[j], y[j] - af * p[j]);
@@ -406,20 +428,17 @@ static imrt_status qp_step(run_state *R, const double *x, const double *g, const
     }
     for (int32_t j = 0; j < n; j++)
         st[j] = fmax(c[j] * y[j], -x[j]);
-    *iters = k;
-    if (getenv("NDBG"))
-        fprintf(stderr, "  qp: k %d eta %.3g rel %.3g (phi %.3g beta %.3g) lam %.3g hv %d\n", k, eta,
-                sqrt((pp + bb) / (g0 * g0)), sqrt(pp) / g0, sqrt(bb) / g0, R->lam, R->hessvec);
     return IMRT_OK;
 }
 
-/* One bound-constrained run by projected Newton (Bertsekas 1982) on the
- * Gauss-Newton Hessian: the epsilon-active variables (at or near 0 with a
- * positive gradient) take a diagonally scaled gradient step, the free ones
- * the truncated, Jacobi-preconditioned CG solution of H_FF s = -g_F; then a
- * backtracking line search along the projected path P(x + a s). x is the
- * start on entry and the result on return; the set holds the evaluation at
- * x when the run ends normally. */
+/* One bound-constrained run by Newton's method on the Gauss-Newton Hessian
+ * H: each step s minimises the model g's + s'Hs/2 over x + s >= 0
+ * approximately (qp_step), then a backtracking line search on x + a s
+ * (a <= 1 stays feasible) accepts the first point with sufficient decrease
+ * of L. Every accepted step is one iteration; the stopping rules use the
+ * exact L and gradient of the full dij. x is the start on entry and the
+ * result on return; R->set_holds_x says whether the set's last evaluation
+ * is at x. */
 static imrt_status newton_round(run_state *R, double *x)
 {
     imrt_status status = IMRT_OK;
@@ -451,13 +470,10 @@ static imrt_status newton_round(run_state *R, double *x)
         R->nprepared++;
         /* the step: the bound-constrained quadratic model, x + st >= 0 */
         double gnorm = 0.0;
-        int cgit = 0;
-        IMRT_TRY(qp_step(R, x, g, diag, st, pg0 == 0.0 ? -1.0 : pg0, &gnorm, &cgit));
+        IMRT_TRY(qp_step(R, x, g, diag, st, pg0 == 0.0 ? -1.0 : pg0, &gnorm));
         if (pg0 == 0.0)
             pg0 = gnorm;
-        const double eta = 0.0, rz = 0.0, gfree2 = 1.0;
-        const unsigned char *act = R->act;
-        /* projected backtracking line search (Armijo along the arc) */
+        /* backtracking line search (Armijo) */
         double a = 1.0, Lt = L;
         int accepted = 0;
         for (int t = 0; t < NEWTON_MAX_BACKTRACK; t++) {
@@ -490,14 +506,6 @@ static imrt_status newton_round(run_state *R, double *x)
                           ? IMRT_STOP_MAX_TIME
                           : IMRT_STOP_SOLVER;
             break;
-        }
-        if (getenv("NDBG")) {
-            int na = 0, nz = 0;
-            for (int32_t j = 0; j < n; j++)
-                nz += xt[j] == 0.0;
-            (void)act;
-            fprintf(stderr, "  newton: act %d zero %d cg %d eta %.3g res %.3g a %.3g frac %.3f\n", na, nz,
-                    cgit, eta, sqrt(rz / gfree2), a, frac);
         }
         memcpy(x, xt, (size_t)n * sizeof *x);
         double *tmp = R->g;
@@ -597,9 +605,8 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
         IMRT_ALLOC(R.diag, n);
         IMRT_ALLOC(R.step, n);
         IMRT_ALLOC(R.qp, 10 * (size_t)n);
-        R.eta_max = getenv("ETA") ? atof(getenv("ETA")) : NEWTON_ETA_MAX;
+        R.eta_max = NEWTON_ETA_MAX;
         IMRT_ALLOC(R.xt, n);
-        IMRT_ALLOC(R.act, n);
         R.stride = opt->hessian_stride > 0 ? opt->hessian_stride
                    : imrt_objectives_nrows(obj) >= NEWTON_AUTO_STRIDE_ROWS ? 2
                                                                            : 1;
@@ -748,6 +755,5 @@ cleanup:
     imrt_free(R.step);
     imrt_free(R.qp);
     imrt_free(R.xt);
-    imrt_free(R.act);
     return status;
 }
