@@ -1089,6 +1089,16 @@ int imrt_objectives_hessian_supported(const imrt_objectives *s)
     return 1;
 }
 
+int imrt_objectives_hessian_exact(const imrt_objectives *s)
+{
+    if (!imrt_objectives_hessian_supported(s))
+        return 0;
+    for (int k = 0; k < s->ndefs; k++)
+        if (is_dvh(&s->obj[k]) && s->obj[k].n > 0)
+            return 0;
+    return 1;
+}
+
 /* Curvature of objective o at row i of its list (dose dd), 0 when the
  * row's term is inactive. */
 static double row_curvature(const objective *o, int64_t i, double dd)

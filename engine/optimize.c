@@ -598,7 +598,12 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
     IMRT_ALLOC(R.gtmp, n);
     IMRT_ALLOC(R.hist, opt->ftol_window + 1);
 
-    const int newton = opt->method != IMRT_METHOD_LBFGS && imrt_objectives_hessian_supported(obj);
+    /* auto: Newton where its model is the exact Hessian (convex piecewise
+     * quadratic objectives); with DVH objectives the model moves with the
+     * windows and L-BFGS is cheaper per unit of progress (docs/optimization.md) */
+    const int newton = opt->method == IMRT_METHOD_NEWTON ? imrt_objectives_hessian_supported(obj)
+                       : opt->method == IMRT_METHOD_AUTO ? imrt_objectives_hessian_exact(obj)
+                                                         : 0;
     if (newton) {
         IMRT_ALLOC(R.g, n);
         IMRT_ALLOC(R.gt, n);

@@ -777,6 +777,22 @@ static void test_hessian_model(void **state)
     assert_int_equal(os.method, IMRT_METHOD_NEWTON);
     assert_true(os.hessian_products > 0);
     assert_string_equal(imrt_method_name(IMRT_METHOD_NEWTON), "newton");
+    /* automatic choice: L-BFGS with a DVH objective, Newton without */
+    assert_false(imrt_objectives_hessian_exact(s));
+    o.method = IMRT_METHOD_AUTO;
+    assert_ok(imrt_objectives_default_start(s, 60.0, x));
+    assert_ok(imrt_optimize(NULL, s, &o, x, &os));
+    assert_int_equal(os.method, IMRT_METHOD_LBFGS);
+    imrt_objectives *sq = NULL;
+    assert_ok(imrt_objectives_create(NULL, &D, ph, d, 2, &sq));
+    assert_true(imrt_objectives_hessian_exact(sq));
+    assert_ok(imrt_objectives_default_start(sq, 60.0, x));
+    assert_ok(imrt_optimize(NULL, sq, &o, x, &os));
+    assert_int_equal(os.method, IMRT_METHOD_NEWTON);
+    for (int j = 0; j < n; j++)
+        assert_true(x[j] >= 0.0);
+    imrt_objectives_destroy(&sq);
+    o.method = IMRT_METHOD_NEWTON;
     o.cg_max = 0;
     assert_int_equal(imrt_optimize(NULL, s, &o, x, &os), IMRT_ERR_RANGE);
     imrt_objectives_destroy(&sg);

@@ -164,6 +164,11 @@ void imrt_objectives_al_reset(imrt_objectives *s);
 /* Does the set have a Gauss-Newton Hessian? Every kind but gEUD. */
 int imrt_objectives_hessian_supported(const imrt_objectives *s);
 
+/* Is that Hessian exact between kinks, i.e. is every objective convex and
+ * piecewise quadratic (squared deviation / over / underdose, mean, and
+ * their constraints; no DVH or gEUD objective)? */
+int imrt_objectives_hessian_exact(const imrt_objectives *s);
+
 /* Build the Hessian model at the last evaluation:
  *   H = D^T W D + sum over mean objectives of c_k m_k m_k^T,
  * W_r = the second derivative of L along the dose of row r with the active
@@ -175,8 +180,12 @@ int imrt_objectives_hessian_supported(const imrt_objectives *s);
  * on the lattice of every stride-th voxel along each axis, their curvature
  * scaled by (rows / lattice rows) - a subsampled Hessian whose products cost
  * about 1/stride^3 of a pass over those rows (stride 1: exact).
- * diag (ncols, may be NULL) receives diag(H) (one pass over the rows that
- * carry curvature); nnz_frac (may be NULL) the fraction of the dij's
+ * The first call for a stride copies the rows that can carry curvature
+ * (the subsample) into a compact CSR owned by the set (float values,
+ * 16-bit column indices when ncols <= 65536: 6 bytes per non-zero), kept
+ * until the set is destroyed or another stride is asked for; later calls
+ * only recompute W. diag (ncols, may be NULL) receives diag(H) (one pass
+ * over the copy); nnz_frac (may be NULL) the fraction of the dij's
  * non-zeros that a product reads.
  * Errors: IMRT_ERR_ARG (NULL, stride < 1, a gEUD objective), IMRT_ERR_RANGE
  * (more than 4096 distinct row curvatures), IMRT_ERR_NOMEM. */
