@@ -3,6 +3,8 @@
  * per-objective row lists, the per-voxel derivative program of the fused
  * pass, evaluation of F / the augmented Lagrangian and its gradient (fused
  * and two-pass forms), constraint multipliers and the default start.
+ * Distributed runs (imrt_comm in the context): the row doses are gathered
+ * after the product and the gradient is summed over the processes.
  * Formulas: include/imrt/objectives.h and docs/optimization.md.
  */
 #include "imrt/objectives.h"
@@ -82,6 +84,7 @@ struct imrt_objectives {
     double *hscale;         /* ndefs: subsampling factor of each objective */
     double *hmean;          /* ndefs: rank-one factor of each mean objective (0 = none) */
     int have_hess;          /* imrt_objectives_hessian_prepare succeeded */
+    imrt_comm comm;         /* distributed run (copied from the context), else size 0 */
 };
 
 static const char *kind_name(imrt_objective_kind k)
@@ -366,6 +369,8 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
     s->ndefs = ndefs;
     s->mode = IMRT_EVAL_FUSED;
     imrt_spmv_kernels_select(&s->kern, ctx);
+    if (imrt_context_comm(ctx))
+        s->comm = *imrt_context_comm(ctx);
     const int32_t ncols = dij->ncols;
     const int64_t nrows = dij->nrows;
 
@@ -588,6 +593,12 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
         }
         if (is_pointwise_constraint(o) && o->n > 0)
             IMRT_ALLOC(o->lam, o->n);
+    }
+    if (s->comm.size > 1) { /* each process summed its own rows */
+        IMRT_TRY(s->comm.sum(s->comm.user, s->target_vec, ncols));
+        for (int k = 0; k < ndefs; k++)
+            if (s->obj[k].mvec)
+                IMRT_TRY(s->comm.sum(s->comm.user, s->obj[k].mvec, ncols));
     }
     imrt_objectives_al_reset(s);
 
@@ -907,6 +918,12 @@ imrt_status imrt_objectives_eval(imrt_objectives *s, const double *x, double *f,
         s->kern.matvec(D, x, s->dose, s->ws);
         memset(s->w, 0, (size_t)D->nrows * sizeof *s->w);
     }
+    const int dist = s->comm.size > 1;
+    if (dist) {
+        imrt_status st = s->comm.gather(s->comm.user, s->dose, D->nrows, D->row_begin, D->row_end);
+        if (st != IMRT_OK)
+            return st;
+    }
     double total = 0.0, penalty = 0.0;
     for (int k = 0; k < s->ndefs; k++) {
         objective *o = &s->obj[k];
@@ -926,7 +943,7 @@ imrt_status imrt_objectives_eval(imrt_objectives *s, const double *x, double *f,
                     continue;
                 const double *v = NULL;
                 if (o->def.kind == IMRT_OBJ_MEAN)
-                    v = o->mvec;
+                    v = dist && s->comm.rank > 0 ? NULL : o->mvec; /* summed: add once */
                 else if (o->channel > 0)
                     v = s->gch + (size_t)o->channel * ncols;
                 if (v)
@@ -937,6 +954,11 @@ imrt_status imrt_objectives_eval(imrt_objectives *s, const double *x, double *f,
                 s->kern.rows(D, s->ncorr, s->corr_rows, s->corr_w, grad, s->ws);
         } else {
             s->kern.rmatvec(D, s->w, grad, s->ws);
+        }
+        if (dist) {
+            imrt_status st = s->comm.sum(s->comm.user, grad, (int64_t)ncols);
+            if (st != IMRT_OK)
+                return st;
         }
     }
     *f = total;
@@ -1081,8 +1103,8 @@ imrt_status imrt_objectives_default_start(const imrt_objectives *s, double dose_
 
 int imrt_objectives_hessian_supported(const imrt_objectives *s)
 {
-    if (!s)
-        return 0;
+    if (!s || s->comm.size > 1)
+        return 0; /* each process holds a block of rows: products would need a sum */
     for (int k = 0; k < s->ndefs; k++)
         if (s->obj[k].def.kind == IMRT_OBJ_GEUD && s->obj[k].n > 0)
             return 0;
