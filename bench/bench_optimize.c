@@ -6,8 +6,12 @@
  * iterations, evaluations, seconds per iteration and per evaluation, the
  * stop reason, and how fast F converges (iterations until F is within
  * 1 %, 0.1 % and 0.01 % of its final value), which says what a looser
- * stopping rule would save. The reference kernels are checked against the
- * optimised ones on the first evaluation before timing. --quick: 5 mm grid,
+ * stopping rule would save; for the Newton solver also its Hessian-vector
+ * products and the fraction of the dij's non-zeros each reads.
+ * IMRT_BENCH_METHOD, IMRT_BENCH_CG and IMRT_BENCH_STRIDE choose the solver,
+ * its CG budget per step and its Hessian subsampling. The reference kernels
+ * are checked against the optimised ones on the first evaluation before
+ * timing. --quick: 5 mm grid,
  * at most 30 iterations, no box phantom.
  */
 #include "case.h"
@@ -122,6 +126,17 @@ static void bench_case_opt(const bench_opts *o, const bench_case *c, const char 
         cl.opt.solver.max_iterations = 30;
     cl.opt.log = on_iter;
     cl.opt.log_user = &cl.tr;
+    /* tuning knobs: IMRT_BENCH_METHOD=lbfgs|newton|auto, IMRT_BENCH_CG=N (CG
+     * products per Newton step), IMRT_BENCH_STRIDE=S (Hessian subsampling) */
+    const char *m = getenv("IMRT_BENCH_METHOD");
+    if (m)
+        cl.opt.method = strcmp(m, "lbfgs") == 0    ? IMRT_METHOD_LBFGS
+                        : strcmp(m, "newton") == 0 ? IMRT_METHOD_NEWTON
+                                                   : IMRT_METHOD_AUTO;
+    if (getenv("IMRT_BENCH_CG"))
+        cl.opt.cg_max = atoi(getenv("IMRT_BENCH_CG"));
+    if (getenv("IMRT_BENCH_STRIDE"))
+        cl.opt.hessian_stride = atoi(getenv("IMRT_BENCH_STRIDE"));
     /* the whole optimisation, repeated (deterministic: same path every time) */
     double s[8];
     bench_cpu_snap c0, c1;
@@ -147,17 +162,19 @@ static void bench_case_opt(const bench_opts *o, const bench_case *c, const char 
         if (k001 < 0 && rel <= 1e-4)
             k001 = i;
     }
-    char extra[768];
+    char extra[1024];
     snprintf(extra, sizeof extra,
+             "\"method\": \"%s\", \"hessian_products\": %d, \"hessian_nnz_fraction\": %.3f, "
              "\"iterations\": %d, \"evaluations\": %d, \"s_per_iteration\": %.4f, "
              "\"s_per_evaluation\": %.4f, \"stop\": \"%s\", \"f_start\": %.6g, \"f\": %.6g, "
              "\"iter_to_1pct\": %d, \"iter_to_0.1pct\": %d, \"iter_to_0.01pct\": %d, "
              "\"time_to_0.1pct_s\": %.3f, \"nnz\": %lld, \"objectives_create_s\": %.3f",
+             imrt_method_name(st->method), st->hessian_products, st->hessian_rows,
              st->iterations, st->evaluations, t.median_s / fmax(1, st->iterations),
              t.median_s / fmax(1, st->evaluations), imrt_stop_reason_name(st->stop), st->f_start,
              st->f, k1, k01, k001, k01 >= 0 ? cl.tr.t[k01] : -1.0, (long long)c->dij->nnz,
              tcreate);
-    bench_report(o, "optimize", "lbfgs", o->threads, label, &t, NULL, extra);
+    bench_report(o, "optimize", imrt_method_name(st->method), o->threads, label, &t, NULL, extra);
     imrt_objectives_destroy(&cl.obj);
     imrt_free(cl.x);
     free(cl.tr.f);

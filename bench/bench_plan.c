@@ -41,8 +41,8 @@ static const char *stage_name[NSTAGE] = {
 typedef struct {
     double t[NSTAGE];
     double rss_dij, rss_opt;
-    int iterations, evaluations;
-    char stop[32];
+    int iterations, evaluations, hessian_products;
+    char stop[32], method[16];
     long long nrows, nnz;
     int ncols;
     double dij_mb;
@@ -123,6 +123,8 @@ static void child(const bench_opts *o, const char *spec, const char *mat, double
     rr.t[S_TOTAL] = t5 - t0;
     rr.iterations = run->stats.iterations;
     rr.evaluations = run->stats.evaluations;
+    rr.hessian_products = run->stats.hessian_products;
+    snprintf(rr.method, sizeof rr.method, "%s", imrt_method_name(run->stats.method));
     snprintf(rr.stop, sizeof rr.stop, "%s", imrt_stop_reason_name(run->stats.stop));
     const imrt_dij *D = run->dij;
     rr.nrows = (long long)D->nrows;
@@ -206,9 +208,10 @@ static void run_case(const bench_opts *o, const char *label, const char *spec, c
             for (int i = 0; i < n; i++)
                 s[i] = rr[i].rss_opt;
             snprintf(extra, sizeof extra,
-                     "\"iterations\": %d, \"evaluations\": %d, \"stop\": \"%s\", "
-                     "\"peak_rss_mb_after\": %.1f",
-                     rr[0].iterations, rr[0].evaluations, rr[0].stop,
+                     "\"method\": \"%s\", \"iterations\": %d, \"evaluations\": %d, "
+                     "\"hessian_products\": %d, \"stop\": \"%s\", \"peak_rss_mb_after\": %.1f",
+                     rr[0].method, rr[0].iterations, rr[0].evaluations, rr[0].hessian_products,
+                     rr[0].stop,
                      bench_stats(s, n).median_s * 1e-6);
         } else if (st == S_CORE || st == S_TOTAL) {
             for (int i = 0; i < n; i++)

@@ -10,6 +10,7 @@
 #include "imrt/objectives.h"
 
 #include "imrt/spmv.h"
+#include "rowset_impl.h"
 #include "util_impl.h"
 
 #include <float.h>
@@ -23,6 +24,7 @@
 #define AL_STALL 0.25         /* "progress" = violation fell below this fraction */
 #define AL_MU_MAX_FACTOR 1e12 /* cap on mu / mu0 */
 #define DVH_WEIGHT_GROWTH 10.0
+#define IMRT_HESS_SUBSAMPLE_MIN 20000 /* objectives with fewer rows are never subsampled */
 
 typedef struct {
     imrt_objective_def def; /* copy of the definition */
@@ -71,6 +73,17 @@ struct imrt_objectives {
     double *shares;         /* ndefs */
     double penalty;         /* F of the last evaluation */
     double pbar;            /* largest penalty weight (1 without penalties) */
+    /* Gauss-Newton Hessian at the last evaluation (imrt_objectives_hessian_*) */
+    int threads;            /* of the context at creation */
+    int hstride;            /* subsampling the row set was built for (0 = none yet) */
+    imrt_rowset *hset;      /* compact copy of the rows that can carry curvature */
+    double *hwc;            /* hset->nrows: curvature of each row of the set */
+    int64_t *hpair_start;   /* ndefs + 1 offsets into hpair_c / hpair_i */
+    int64_t *hpair_c;       /* row of the set ... */
+    int64_t *hpair_i;       /* ... and index in the objective's row list */
+    double *hscale;         /* ndefs: subsampling factor of each objective */
+    double *hmean;          /* ndefs: rank-one factor of each mean objective (0 = none) */
+    int have_hess;          /* imrt_objectives_hessian_prepare succeeded */
     imrt_comm comm;         /* distributed run (copied from the context), else size 0 */
 };
 
@@ -518,7 +531,8 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
     s->prog.term = s->term;
     s->prog.nclasses = nclasses;
     s->prog.nchannels = nch;
-    IMRT_TRY(imrt_spmv_ws_create(dij, imrt_context_threads(ctx), nch, s->row_class, &s->ws));
+    s->threads = imrt_context_threads(ctx);
+    IMRT_TRY(imrt_spmv_ws_create(dij, s->threads, nch, s->row_class, &s->ws));
 
     /* work arrays */
     IMRT_ALLOC(s->dose, nrows);
@@ -632,6 +646,13 @@ void imrt_objectives_destroy(imrt_objectives **sp)
     imrt_free(s->scratch);
     imrt_free(s->target_vec);
     imrt_free(s->shares);
+    imrt_rowset_destroy(&s->hset);
+    imrt_free(s->hwc);
+    imrt_free(s->hpair_start);
+    imrt_free(s->hpair_c);
+    imrt_free(s->hpair_i);
+    imrt_free(s->hscale);
+    imrt_free(s->hmean);
     imrt_free(s);
     *sp = NULL;
 }
@@ -954,6 +975,8 @@ int imrt_objectives_count(const imrt_objectives *s) { return s ? s->ndefs : 0; }
 
 int32_t imrt_objectives_ncols(const imrt_objectives *s) { return s ? s->D->ncols : 0; }
 
+int64_t imrt_objectives_nrows(const imrt_objectives *s) { return s ? s->D->nrows : 0; }
+
 double imrt_objectives_penalty(const imrt_objectives *s) { return s ? s->penalty : 0.0; }
 
 double imrt_objectives_share(const imrt_objectives *s, int k)
@@ -1073,5 +1096,221 @@ imrt_status imrt_objectives_default_start(const imrt_objectives *s, double dose_
     const double c = dose_gy / per_unit;
     for (int32_t j = 0; j < n; j++)
         x[j] = c;
+    return IMRT_OK;
+}
+
+/* ---- Gauss-Newton Hessian ------------------------------------------------------ */
+
+int imrt_objectives_hessian_supported(const imrt_objectives *s)
+{
+    if (!s || s->comm.size > 1)
+        return 0; /* each process holds a block of rows: products would need a sum */
+    for (int k = 0; k < s->ndefs; k++)
+        if (s->obj[k].def.kind == IMRT_OBJ_GEUD && s->obj[k].n > 0)
+            return 0;
+    return 1;
+}
+
+int imrt_objectives_hessian_exact(const imrt_objectives *s)
+{
+    if (!imrt_objectives_hessian_supported(s))
+        return 0;
+    for (int k = 0; k < s->ndefs; k++)
+        if (is_dvh(&s->obj[k]) && s->obj[k].n > 0)
+            return 0;
+    return 1;
+}
+
+/* Curvature of objective o at row i of its list (dose dd), 0 when the
+ * row's term is inactive. */
+static double row_curvature(const objective *o, int64_t i, double dd)
+{
+    const imrt_objective_def *d = &o->def;
+    const double inv_n = 1.0 / (double)o->n;
+    if (is_pointwise_constraint(o)) {
+        const double c = d->kind == IMRT_OBJ_SQ_OVERDOSE ? dd - d->dose : d->dose - dd;
+        return o->lam[i] + o->mu * c > 0.0 ? o->mu * inv_n : 0.0;
+    }
+    switch (d->kind) {
+    case IMRT_OBJ_SQ_DEVIATION:
+        return 2.0 * d->weight * inv_n;
+    case IMRT_OBJ_SQ_OVERDOSE:
+        return dd > d->dose ? 2.0 * d->weight * inv_n : 0.0;
+    case IMRT_OBJ_SQ_UNDERDOSE:
+        return dd < d->dose ? 2.0 * d->weight * inv_n : 0.0;
+    case IMRT_OBJ_MAX_DVH:
+        return dd > o->win_lo && dd <= o->win_hi ? 2.0 * o->wscale * inv_n : 0.0;
+    case IMRT_OBJ_MIN_DVH:
+        return dd >= o->win_lo && dd < o->win_hi ? 2.0 * o->wscale * inv_n : 0.0;
+    default:
+        return 0.0;
+    }
+}
+
+/* Does objective o carry per-row curvature? */
+static int has_row_curvature(const objective *o)
+{
+    return o->n > 0 && o->def.kind != IMRT_OBJ_MEAN && o->def.kind != IMRT_OBJ_GEUD;
+}
+
+static int on_lattice(const imrt_grid *g, int64_t voxel, int stride)
+{
+    int a, b, c;
+    imrt_grid_ijk(g, voxel, &a, &b, &c);
+    return a % stride == 0 && b % stride == 0 && c % stride == 0;
+}
+
+/* The row set of the Hessian model for this stride: every row of the small
+ * objectives, the lattice rows of the large ones; and the (set row,
+ * objective row) pairs of each objective. */
+static imrt_status build_hessian_rows(imrt_objectives *s, int stride)
+{
+    imrt_status status = IMRT_OK;
+    const imrt_dij *D = s->D;
+    const int64_t nrows = D->nrows;
+    int64_t *map = NULL, *rows = NULL;
+    uint8_t *keep = NULL, *usek = NULL;
+    imrt_rowset_destroy(&s->hset);
+    imrt_free(s->hwc);
+    imrt_free(s->hpair_c);
+    imrt_free(s->hpair_i);
+    s->hwc = NULL;
+    s->hpair_c = s->hpair_i = NULL;
+    s->hstride = 0;
+    if (!s->hpair_start) {
+        IMRT_ALLOC(s->hpair_start, s->ndefs + 1);
+        IMRT_ALLOC(s->hscale, s->ndefs > 0 ? s->ndefs : 1);
+        IMRT_ALLOC(s->hmean, s->ndefs > 0 ? s->ndefs : 1);
+    }
+    IMRT_ALLOC(map, nrows);
+    IMRT_ALLOC(keep, nrows);
+    IMRT_ALLOC(usek, s->ndefs > 0 ? s->ndefs : 1);
+    int64_t npairs = 0;
+    for (int k = 0; k < s->ndefs; k++) {
+        const objective *o = &s->obj[k];
+        s->hscale[k] = 1.0;
+        if (!has_row_curvature(o))
+            continue;
+        const int sub = stride > 1 && o->n >= IMRT_HESS_SUBSAMPLE_MIN;
+        int64_t kept = 0;
+        for (int64_t i = 0; i < o->n; i++)
+            kept += !sub || on_lattice(&D->grid, D->voxel[o->rows[i]], stride);
+        const int use = sub && kept > 0;
+        usek[k] = (uint8_t)use;
+        if (!use)
+            kept = o->n;
+        s->hscale[k] = (double)o->n / (double)kept;
+        for (int64_t i = 0; i < o->n; i++)
+            if (!use || on_lattice(&D->grid, D->voxel[o->rows[i]], stride))
+                keep[o->rows[i]] = (uint8_t)(use ? 2 : 1);
+        npairs += kept;
+    }
+    int64_t nset = 0;
+    for (int64_t r = 0; r < nrows; r++)
+        if (keep[r])
+            map[r] = nset++;
+    IMRT_ALLOC(rows, nset > 0 ? nset : 1);
+    for (int64_t r = 0; r < nrows; r++)
+        if (keep[r])
+            rows[map[r]] = r;
+    IMRT_TRY(imrt_rowset_create(D, rows, nset, s->threads, &s->hset));
+    IMRT_ALLOC(s->hwc, nset > 0 ? nset : 1);
+    IMRT_ALLOC(s->hpair_c, npairs > 0 ? npairs : 1);
+    IMRT_ALLOC(s->hpair_i, npairs > 0 ? npairs : 1);
+    int64_t q = 0;
+    for (int k = 0; k < s->ndefs; k++) {
+        const objective *o = &s->obj[k];
+        s->hpair_start[k] = q;
+        if (!has_row_curvature(o))
+            continue;
+        const int use = usek[k];
+        for (int64_t i = 0; i < o->n; i++) {
+            const int64_t r = o->rows[i];
+            if (use && !on_lattice(&D->grid, D->voxel[r], stride))
+                continue;
+            s->hpair_c[q] = map[r];
+            s->hpair_i[q] = i;
+            q++;
+        }
+    }
+    s->hpair_start[s->ndefs] = q;
+    s->hstride = stride;
+cleanup:
+    imrt_free(map);
+    imrt_free(rows);
+    imrt_free(keep);
+    imrt_free(usek);
+    return status;
+}
+
+imrt_status imrt_objectives_hessian_prepare(imrt_objectives *s, int stride, double *diag,
+                                            double *nnz_frac)
+{
+    imrt_status status = IMRT_OK;
+    if (!s || stride < 1)
+        return imrt_error(IMRT_ERR_ARG, "imrt_objectives_hessian_prepare: NULL set or stride < 1");
+    if (!imrt_objectives_hessian_supported(s))
+        return imrt_error(IMRT_ERR_ARG, "the Gauss-Newton Hessian does not cover gEUD objectives");
+    const imrt_dij *D = s->D;
+    const int32_t ncols = D->ncols;
+    s->have_hess = 0;
+    if (s->hstride != stride)
+        IMRT_TRY(build_hessian_rows(s, stride));
+    imrt_rowset *hs = s->hset;
+    memset(s->hwc, 0, (size_t)(hs->nrows > 0 ? hs->nrows : 1) * sizeof *s->hwc);
+    for (int k = 0; k < s->ndefs; k++) {
+        objective *o = &s->obj[k];
+        s->hmean[k] = 0.0;
+        if (o->n == 0)
+            continue;
+        if (o->def.kind == IMRT_OBJ_MEAN) {
+            const double c = o->value - o->def.dose;
+            if (!o->def.constraint)
+                s->hmean[k] = !o->def.at_most || c > 0.0 ? 2.0 * o->def.weight : 0.0;
+            else
+                s->hmean[k] = !o->def.at_most || o->lam_s + o->mu * c > 0.0 ? o->mu : 0.0;
+            continue;
+        }
+        const double scale = s->hscale[k];
+        for (int64_t q = s->hpair_start[k]; q < s->hpair_start[k + 1]; q++) {
+            const int64_t i = s->hpair_i[q];
+            s->hwc[s->hpair_c[q]] += scale * row_curvature(o, i, s->dose[o->rows[i]]);
+        }
+    }
+    if (nnz_frac) {
+        int64_t used = 0;
+        for (int64_t i = 0; i < hs->nrows; i++)
+            if (s->hwc[i] != 0.0)
+                used += hs->ptr[i + 1] - hs->ptr[i];
+        *nnz_frac = D->nnz > 0 ? (double)used / (double)D->nnz : 0.0;
+    }
+    if (diag) {
+        imrt_rowset_diag(hs, s->hwc, diag);
+        for (int k = 0; k < s->ndefs; k++)
+            if (s->hmean[k] != 0.0)
+                for (int32_t j = 0; j < ncols; j++)
+                    diag[j] += s->hmean[k] * s->obj[k].mvec[j] * s->obj[k].mvec[j];
+    }
+    s->have_hess = 1;
+cleanup:
+    return status;
+}
+
+imrt_status imrt_objectives_hessian_vec(imrt_objectives *s, const double *v, double *hv)
+{
+    if (!s || !v || !hv)
+        return imrt_error(IMRT_ERR_ARG, "imrt_objectives_hessian_vec: NULL argument");
+    if (!s->have_hess)
+        return imrt_error(IMRT_ERR_ARG,
+                          "imrt_objectives_hessian_vec: call imrt_objectives_hessian_prepare first");
+    const int32_t ncols = s->D->ncols;
+    imrt_rowset_wtw(s->hset, s->hwc, v, hv);
+    for (int k = 0; k < s->ndefs; k++)
+        if (s->hmean[k] != 0.0) {
+            const double *m = s->obj[k].mvec;
+            const double f = s->hmean[k] * dot_n(m, v, ncols);
+            for (int32_t j = 0; j < ncols; j++)
+                hv[j] += f * m[j];
+        }
     return IMRT_OK;
 }

@@ -1,9 +1,12 @@
 /*
- * engine/optimize.c - the solver: NLopt L-BFGS with x >= 0 inside an
- * augmented-Lagrangian outer loop, our own stopping rules applied from the
- * objective callback (nlopt_force_stop), the iteration log and statistics.
- * In a distributed run every process takes the same steps; the wall-time
- * rule is decided jointly (time_up) and NLopt's own clock is not used.
+ * engine/optimize.c - the solver: Newton on the Gauss-Newton Hessian of the
+ * objectives (bound-constrained model steps by MPRGP) or NLopt L-BFGS with
+ * x >= 0, inside an augmented-Lagrangian outer loop; our own stopping rules
+ * (applied from the objective callback for NLopt through nlopt_force_stop),
+ * the iteration log and statistics. In a distributed run every process
+ * takes the same steps (L-BFGS only: the Hessian model is not distributed);
+ * the wall-time rule is decided jointly (time_up) and NLopt's own clock is
+ * not used.
  */
 #include "imrt/optimize.h"
 
@@ -16,6 +19,11 @@
 
 #define NLOPT_MAXEVAL_FACTOR 20 /* safety net: evaluations per allowed iteration */
 #define AL_ROUND_FTOL 1e-4      /* ftol of the rounds whose multipliers will still change */
+#define NEWTON_WINDOW 2         /* Newton: iterations the ftol rule looks back (at most) */
+#define NEWTON_ARMIJO 1e-4      /* sufficient-decrease factor of the projected line search */
+#define NEWTON_MAX_BACKTRACK 30 /* line-search trials per Newton step */
+#define NEWTON_ETA_MAX 0.5      /* loosest relative CG residual (forcing term) */
+#define NEWTON_AUTO_STRIDE_ROWS 200000 /* automatic subsampling from this many dij rows */
 
 typedef struct {
     imrt_objectives *obj;
@@ -37,6 +45,17 @@ typedef struct {
     int stop_set;         /* one of our rules fired */
     imrt_stop_reason stop;
     imrt_status failed;   /* evaluation error, IMRT_OK otherwise */
+    /* Newton */
+    int stride;           /* Hessian subsampling */
+    int hessvec;          /* Hessian-vector products */
+    double hrows_sum;     /* sum of the non-zero fractions of the prepared models */
+    int nprepared;        /* models prepared */
+    int set_holds_x;      /* the set's last evaluation is at x (its L in L_cur, gradient in g) */
+    double L_cur;
+    double *g, *gt, *diag, *step, *xt; /* Newton work arrays, n each */
+    double *qp;           /* Newton: model solver arrays, 10 n */
+    double lam;           /* Newton: estimate of the largest eigenvalue of the scaled Hessian */
+    double eta_max;       /* Newton: loosest relative model gradient of a step */
 } run_state;
 
 static double now_s(void)
@@ -65,6 +84,19 @@ const char *imrt_stop_reason_name(imrt_stop_reason r)
     return "unknown";
 }
 
+const char *imrt_method_name(imrt_method m)
+{
+    switch (m) {
+    case IMRT_METHOD_AUTO:
+        return "auto";
+    case IMRT_METHOD_LBFGS:
+        return "lbfgs";
+    case IMRT_METHOD_NEWTON:
+        return "newton";
+    }
+    return "unknown";
+}
+
 void imrt_optimize_options_default(imrt_optimize_options *o)
 {
     if (!o)
@@ -78,6 +110,9 @@ void imrt_optimize_options_default(imrt_optimize_options *o)
     o->max_outer = 20;
     o->constraint_tol = 1e-3;
     o->lbfgs_memory = 0;
+    o->method = IMRT_METHOD_AUTO;
+    o->cg_max = 40;
+    o->hessian_stride = 0;
 }
 
 /* Infinity norm of the projected gradient P(x - g) - x for x >= 0. */
@@ -182,6 +217,326 @@ static double objective_cb(unsigned n, const double *x, double *grad, void *data
     return L;
 }
 
+/* ---- projected Newton-CG ------------------------------------------------------ */
+
+#define TRY_RET(expr)                     \
+    do {                                  \
+        imrt_status try_s_ = (expr);      \
+        if (try_s_ != IMRT_OK)            \
+            return try_s_;                \
+    } while (0)
+
+static double dot_v(const double *a, const double *b, int32_t n)
+{
+    double s = 0.0;
+    for (int32_t j = 0; j < n; j++)
+        s += a[j] * b[j];
+    return s;
+}
+
+/* Stopping rules after Newton iteration R->round_iter (the set holds x). */
+static int newton_should_stop(run_state *R, const double *x, const double *g, double L)
+{
+    const imrt_solver_settings *s = &R->o->solver;
+    const int w = R->o->ftol_window < NEWTON_WINDOW ? R->o->ftol_window : NEWTON_WINDOW;
+    R->hist[R->round_iter % (w + 1)] = L;
+    if (log_iteration(R, x, g, L)) {
+        R->stop_set = 1;
+        R->stop = IMRT_STOP_CALLBACK;
+        return 1;
+    }
+    if (s->max_iterations > 0 && R->iterations > 0)
+        imrt_context_progress(R->ctx, "optimize",
+                              fmin(1.0, (double)R->round_iter / (double)s->max_iterations));
+    imrt_stop_reason why;
+    if (pg_norm(x, g, R->n) <= s->pgtol * fmax(1.0, fabs(L)))
+        why = IMRT_STOP_PGTOL;
+    else if (R->round_iter >= w &&
+             R->hist[(R->round_iter - w) % (w + 1)] - L <= R->ftol * fmax(fabs(L), 1e-300))
+        why = IMRT_STOP_FTOL;
+    else if (R->round_iter >= s->max_iterations)
+        why = IMRT_STOP_MAX_ITER;
+    else if (s->max_time_s > 0.0 && now_s() - R->t0 >= s->max_time_s)
+        why = IMRT_STOP_MAX_TIME;
+    else
+        return 0;
+    R->stop_set = 1;
+    R->stop = why;
+    return 1;
+}
+
+/* Free and chopped gradient of the scaled model at y (bounds lo):
+ * phi = gr on free variables, beta = min(gr, 0) on those at their bound. */
+static void split_gradient(const double *y, const double *lo, const double *gr, double *phi,
+                           double *beta, int32_t n, double *pp, double *bb)
+{
+    double a = 0.0, b = 0.0;
+    for (int32_t j = 0; j < n; j++) {
+        if (y[j] > lo[j]) {
+            phi[j] = gr[j];
+            beta[j] = 0.0;
+        } else {
+            phi[j] = 0.0;
+            beta[j] = fmin(gr[j], 0.0);
+        }
+        a += phi[j] * phi[j];
+        b += beta[j] * beta[j];
+    }
+    *pp = a;
+    *bb = b;
+}
+
+/* v_out = C H C v (C = diag(c)); tmp n. */
+static imrt_status scaled_hv(run_state *R, const double *c, const double *v, double *tmp,
+                             double *out)
+{
+    const int32_t n = R->n;
+    for (int32_t j = 0; j < n; j++)
+        tmp[j] = c[j] * v[j];
+    TRY_RET(imrt_objectives_hessian_vec(R->obj, tmp, out));
+    R->hessvec++;
+    for (int32_t j = 0; j < n; j++)
+        out[j] *= c[j];
+    return IMRT_OK;
+}
+
+/* The Newton step st: the minimiser of the model g's + s'Hs/2 subject to
+ * x + s >= 0 in the Jacobi-scaled variables y = s / c, c = diag(H)^(-1/2),
+ * by MPRGP (Dostal & Schoberl 2005: CG on the free variables, expansion by
+ * a projected gradient step when CG meets a bound, proportioning steps that
+ * release bound variables; when CG meets a bound, the whole CG step
+ * projected onto the bounds is tried first), until the model's projected
+ * gradient falls below eta times its value at s = 0 (eta = min(0.5,
+ * sqrt(|pg| / |pg of the round's first step|)): loose far from the optimum,
+ * tighter near it) or after cg_max iterations. pg_ref < 0 on the
+ * first call; *gnorm receives the model's projected gradient at s = 0. */
+static imrt_status qp_step(run_state *R, const double *x, const double *g, const double *diag,
+                           double *st, double pg_ref, double *gnorm)
+{
+    const int32_t n = R->n;
+    double *c = R->qp, *lo = c + n, *y = lo + n, *gr = y + n, *p = gr + n, *Ap = p + n,
+           *phi = Ap + n, *beta = phi + n, *tmp = beta + n, *yh = tmp + n;
+    for (int32_t j = 0; j < n; j++) {
+        c[j] = 1.0 / sqrt(diag[j]);
+        lo[j] = -x[j] / c[j];
+        y[j] = 0.0;
+        gr[j] = c[j] * g[j];
+    }
+    double pp, bb;
+    split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+    const double g0 = sqrt(pp + bb);
+    *gnorm = g0;
+    const double ref = pg_ref > 0.0 ? pg_ref : g0;
+    const double eta = fmin(R->eta_max, sqrt(g0 / fmax(ref, 1e-300)));
+    const double tol2 = eta * eta * (pp + bb);
+    if (!(R->lam > 0.0)) {
+        /* largest eigenvalue of C H C: a few power iterations, with margin */
+        for (int32_t j = 0; j < n; j++)
+            p[j] = 1.0;
+        double lam = 1.0;
+        for (int it = 0; it < 8; it++) {
+            TRY_RET(scaled_hv(R, c, p, tmp, Ap));
+            const double nrm = sqrt(dot_v(Ap, Ap, n)), pn = sqrt(dot_v(p, p, n));
+            lam = nrm / fmax(pn, 1e-300);
+            for (int32_t j = 0; j < n; j++)
+                p[j] = Ap[j] / fmax(nrm, 1e-300);
+        }
+        R->lam = 1.2 * lam;
+    }
+    memcpy(p, phi, (size_t)n * sizeof *p);
+    int k = 0;
+    while (k < R->o->cg_max && pp + bb > tol2) {
+        k++;
+        if (bb <= pp) {
+            TRY_RET(scaled_hv(R, c, p, tmp, Ap));
+            const double pAp = dot_v(p, Ap, n);
+            if (!(pAp > 0.0))
+                break;
+            R->lam = fmax(R->lam, pAp / dot_v(p, p, n));
+            const double acg = dot_v(gr, p, n) / pAp;
+            double af = INFINITY;
+            int32_t block = -1;
+            for (int32_t j = 0; j < n; j++)
+                if (p[j] > 0.0) {
+                    const double a = (y[j] - lo[j]) / p[j];
+                    if (a < af) {
+                        af = a;
+                        block = j;
+                    }
+                }
+            if (acg <= af) {
+                for (int32_t j = 0; j < n; j++) {
+                    y[j] -= acg * p[j];
+                    gr[j] -= acg * Ap[j];
+                }
+                split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+                const double gamma = dot_v(phi, Ap, n) / pAp;
+                for (int32_t j = 0; j < n; j++)
+                    p[j] = phi[j] - gamma * p[j];
+            } else {
+                {
+                    /* the whole CG step, projected: many variables reach
+                     * their bound at once; kept when it lowers the model
+                     * below its value at the first bound */
+                    double fa = 0.0;
+                    for (int32_t j = 0; j < n; j++) {
+                        const double ya = fmax(lo[j], y[j] - af * p[j]);
+                        fa += 0.5 * ya * (gr[j] - af * Ap[j] + c[j] * g[j]);
+                        yh[j] = fmax(lo[j], y[j] - acg * p[j]);
+                    }
+                    TRY_RET(scaled_hv(R, c, yh, tmp, phi));
+                    double fc = 0.0;
+                    for (int32_t j = 0; j < n; j++)
+                        fc += 0.5 * yh[j] * (phi[j] + 2.0 * c[j] * g[j]);
+                    if (fc < fa) {
+                        memcpy(y, yh, (size_t)n * sizeof *y);
+                        for (int32_t j = 0; j < n; j++)
+                            gr[j] = phi[j] + c[j] * g[j];
+                        split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+                        memcpy(p, phi, (size_t)n * sizeof *p);
+                        continue;
+                    }
+                }
+                /* to the first bound, then a projected step of the free gradient */
+                for (int32_t j = 0; j < n; j++) {
+                    y[j] = fmax(lo[j], y[j] - af * p[j]);
+                    gr[j] -= af * Ap[j];
+                }
+                if (block >= 0)
+                    y[block] = lo[block];
+                split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+                /* model value f = y'(gr + b)/2, b = c g */
+                double fh = 0.0;
+                for (int32_t j = 0; j < n; j++)
+                    fh += 0.5 * y[j] * (gr[j] + c[j] * g[j]);
+                memcpy(yh, y, (size_t)n * sizeof *y);
+                for (int tries = 0; tries < 8; tries++) {
+                    const double abar = 1.9 / R->lam;
+                    for (int32_t j = 0; j < n; j++)
+                        y[j] = fmax(lo[j], yh[j] - abar * phi[j]);
+                    TRY_RET(scaled_hv(R, c, y, tmp, Ap));
+                    double fe = 0.0;
+                    for (int32_t j = 0; j < n; j++) {
+                        gr[j] = Ap[j] + c[j] * g[j];
+                        fe += 0.5 * y[j] * (gr[j] + c[j] * g[j]);
+                    }
+                    if (fe <= fh)
+                        break;
+                    R->lam *= 2.0; /* the step was too long for the curvature */
+                }
+                split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+                memcpy(p, phi, (size_t)n * sizeof *p);
+            }
+        } else {
+            /* proportioning: release variables whose bound holds them back */
+            TRY_RET(scaled_hv(R, c, beta, tmp, Ap));
+            const double dAd = dot_v(beta, Ap, n);
+            if (!(dAd > 0.0))
+                break;
+            const double a = dot_v(gr, beta, n) / dAd;
+            for (int32_t j = 0; j < n; j++) {
+                y[j] -= a * beta[j];
+                gr[j] -= a * Ap[j];
+            }
+            split_gradient(y, lo, gr, phi, beta, n, &pp, &bb);
+            memcpy(p, phi, (size_t)n * sizeof *p);
+        }
+    }
+    for (int32_t j = 0; j < n; j++)
+        st[j] = fmax(c[j] * y[j], -x[j]);
+    return IMRT_OK;
+}
+
+/* One bound-constrained run by Newton's method on the Gauss-Newton Hessian
+ * H: each step s minimises the model g's + s'Hs/2 over x + s >= 0
+ * approximately (qp_step), then a backtracking line search on x + a s
+ * (a <= 1 stays feasible) accepts the first point with sufficient decrease
+ * of L. Every accepted step is one iteration; the stopping rules use the
+ * exact L and gradient of the full dij. x is the start on entry and the
+ * result on return; R->set_holds_x says whether the set's last evaluation
+ * is at x. */
+static imrt_status newton_round(run_state *R, double *x)
+{
+    imrt_status status = IMRT_OK;
+    const int32_t n = R->n;
+    double *g = R->g, *gt = R->gt, *diag = R->diag, *st = R->step, *xt = R->xt;
+    double L = R->L_cur;
+    if (!R->set_holds_x) {
+        IMRT_TRY(imrt_objectives_eval(R->obj, x, &L, g));
+        R->evaluations++;
+        R->set_holds_x = 1;
+    }
+    R->round_iter = 0;
+    R->hist[0] = L;
+    if (log_iteration(R, x, g, L)) {
+        R->stop_set = 1;
+        R->stop = IMRT_STOP_CALLBACK;
+        return IMRT_OK;
+    }
+    if (pg_norm(x, g, n) <= R->o->solver.pgtol * fmax(1.0, fabs(L))) {
+        R->stop_set = 1;
+        R->stop = IMRT_STOP_PGTOL;
+        return IMRT_OK;
+    }
+    double pg0 = 0.0;
+    for (;;) {
+        double frac = 0.0;
+        IMRT_TRY(imrt_objectives_hessian_prepare(R->obj, R->stride, diag, &frac));
+        R->hrows_sum += frac;
+        R->nprepared++;
+        /* the step: the bound-constrained quadratic model, x + st >= 0 */
+        double gnorm = 0.0;
+        IMRT_TRY(qp_step(R, x, g, diag, st, pg0 == 0.0 ? -1.0 : pg0, &gnorm));
+        if (pg0 == 0.0)
+            pg0 = gnorm;
+        /* backtracking line search (Armijo) */
+        double a = 1.0, Lt = L;
+        int accepted = 0;
+        for (int t = 0; t < NEWTON_MAX_BACKTRACK; t++) {
+            double pred = 0.0; /* first-order change along the arc */
+            for (int32_t j = 0; j < n; j++) {
+                xt[j] = fmax(0.0, x[j] + a * st[j]);
+                pred += g[j] * (xt[j] - x[j]);
+            }
+            IMRT_TRY(imrt_objectives_eval(R->obj, xt, &Lt, gt));
+            R->evaluations++;
+            if (Lt <= L + NEWTON_ARMIJO * pred && Lt < L) {
+                accepted = 1;
+                break;
+            }
+            if (!(pred < 0.0))
+                break;
+            /* minimiser of the quadratic through L, slope pred/a and Lt, kept in [0.1a, 0.5a] */
+            const double curv = Lt - L - pred;
+            double an = curv > 0.0 ? 0.5 * a * (-pred) / curv : 0.5 * a;
+            a = fmin(0.5 * a, fmax(0.1 * a, an));
+            if (R->o->solver.max_time_s > 0.0 && now_s() - R->t0 >= R->o->solver.max_time_s)
+                break;
+        }
+        if (!accepted) {
+            /* no progress possible along this step: the set holds a trial
+             * point, x is the best */
+            R->set_holds_x = 0;
+            R->stop_set = 1;
+            R->stop = R->o->solver.max_time_s > 0.0 && now_s() - R->t0 >= R->o->solver.max_time_s
+                          ? IMRT_STOP_MAX_TIME
+                          : IMRT_STOP_SOLVER;
+            break;
+        }
+        memcpy(x, xt, (size_t)n * sizeof *x);
+        double *tmp = R->g;
+        R->g = g = gt;
+        R->gt = gt = tmp;
+        L = Lt;
+        R->round_iter++;
+        R->iterations++;
+        if (newton_should_stop(R, x, g, L))
+            break;
+    }
+cleanup:
+    return status;
+}
+
 static imrt_status check_options(const imrt_optimize_options *o)
 {
     const imrt_solver_settings *s = &o->solver;
@@ -202,6 +557,14 @@ static imrt_status check_options(const imrt_optimize_options *o)
     if (!(isfinite(o->constraint_tol) && o->constraint_tol >= 0.0))
         return imrt_error(IMRT_ERR_RANGE, "constraint_tol = %g must be finite and >= 0",
                           o->constraint_tol);
+    if ((unsigned)o->method > (unsigned)IMRT_METHOD_NEWTON)
+        return imrt_error(IMRT_ERR_RANGE, "method = %d is not a solver (0 auto, 1 L-BFGS, 2 Newton)",
+                          (int)o->method);
+    if (o->cg_max < 1 || o->cg_max > 10000)
+        return imrt_error(IMRT_ERR_RANGE, "cg_max = %d is outside 1..10000", o->cg_max);
+    if (o->hessian_stride < 0 || o->hessian_stride > 16)
+        return imrt_error(IMRT_ERR_RANGE, "hessian_stride = %d is outside 0..16",
+                          o->hessian_stride);
     if (o->lbfgs_memory < 0 || o->lbfgs_memory > 10000)
         return imrt_error(IMRT_ERR_RANGE, "lbfgs_memory = %d is outside 0..10000",
                           o->lbfgs_memory);
@@ -251,6 +614,24 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
     IMRT_ALLOC(R.gtmp, n);
     IMRT_ALLOC(R.hist, opt->ftol_window + 1);
 
+    /* auto: Newton where its model is the exact Hessian (convex piecewise
+     * quadratic objectives); with DVH objectives the model moves with the
+     * windows and L-BFGS is cheaper per unit of progress (docs/optimization.md) */
+    const int newton = opt->method == IMRT_METHOD_NEWTON ? imrt_objectives_hessian_supported(obj)
+                       : opt->method == IMRT_METHOD_AUTO ? imrt_objectives_hessian_exact(obj)
+                                                         : 0;
+    if (newton) {
+        IMRT_ALLOC(R.g, n);
+        IMRT_ALLOC(R.gt, n);
+        IMRT_ALLOC(R.diag, n);
+        IMRT_ALLOC(R.step, n);
+        IMRT_ALLOC(R.qp, 10 * (size_t)n);
+        R.eta_max = NEWTON_ETA_MAX;
+        IMRT_ALLOC(R.xt, n);
+        R.stride = opt->hessian_stride > 0 ? opt->hessian_stride
+                   : imrt_objectives_nrows(obj) >= NEWTON_AUTO_STRIDE_ROWS ? 2
+                                                                           : 1;
+    }
     R.opt = nlopt_create(NLOPT_LD_LBFGS, (unsigned)n);
     if (!R.opt)
         IMRT_FAIL(IMRT_ERR_NOMEM, "cannot create the NLopt L-BFGS optimiser for %d weights",
@@ -274,6 +655,11 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
     IMRT_TRY(imrt_objectives_eval(obj, x, &L0, R.gtmp));
     R.evaluations++;
     const double f_start = imrt_objectives_penalty(obj);
+    if (newton) {
+        memcpy(R.g, R.gtmp, (size_t)n * sizeof *x);
+        R.L_cur = L0;
+        R.set_holds_x = 1;
+    }
 
     double L_final = L0;
     const int ncons = imrt_objectives_nconstraints(obj);
@@ -300,6 +686,31 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
             }
             if (!imrt_context_comm(ctx)) /* NLopt's clock would differ between processes */
                 nlopt_set_maxtime(R.opt, left);
+        }
+        if (newton) {
+            IMRT_TRY(newton_round(&R, x));
+            if (!R.set_holds_x) {
+                IMRT_TRY(imrt_objectives_eval(obj, x, &L_final, R.g));
+                R.evaluations++;
+                R.set_holds_x = 1;
+            } else {
+                L_final = R.hist[R.round_iter % (IMRT_MIN(opt->ftol_window, NEWTON_WINDOW) + 1)];
+            }
+            memcpy(R.gtmp, R.g, (size_t)n * sizeof *x);
+            R.L_cur = L_final;
+            if (ncons == 0 || R.stop == IMRT_STOP_CALLBACK || R.stop == IMRT_STOP_MAX_TIME)
+                break;
+            int held_n;
+            constraint_summary(obj, opt->constraint_tol, &held_n);
+            if (polish || R.outer + 1 == opt->max_outer)
+                break;
+            if (held_n == ncons) {
+                polish = 1;
+            } else {
+                imrt_objectives_al_update(obj, opt->constraint_tol);
+                R.set_holds_x = 0; /* L and its gradient changed with the multipliers */
+            }
+            continue;
         }
         double minf = 0.0;
         res = nlopt_optimize(R.opt, x, &minf);
@@ -350,6 +761,9 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
         stats->nconstraints = ncons;
         stats->max_violation = constraint_summary(obj, opt->constraint_tol,
                                                   &stats->constraints_held);
+        stats->method = newton ? IMRT_METHOD_NEWTON : IMRT_METHOD_LBFGS;
+        stats->hessian_products = R.hessvec;
+        stats->hessian_rows = R.nprepared > 0 ? R.hrows_sum / R.nprepared : 0.0;
     }
 cleanup:
     if (R.opt)
@@ -357,5 +771,11 @@ cleanup:
     imrt_free(R.best_x);
     imrt_free(R.gtmp);
     imrt_free(R.hist);
+    imrt_free(R.g);
+    imrt_free(R.gt);
+    imrt_free(R.diag);
+    imrt_free(R.step);
+    imrt_free(R.qp);
+    imrt_free(R.xt);
     return status;
 }

@@ -167,9 +167,27 @@ static int record(void *user, const imrt_iteration_info *info)
     return lr->stop_at > 0 && info->iteration >= lr->stop_at;
 }
 
+/* The solver the tests run with (each test runs once per solver). */
+static imrt_method g_method = IMRT_METHOD_LBFGS;
+
+static int use_lbfgs(void **state)
+{
+    (void)state;
+    g_method = IMRT_METHOD_LBFGS;
+    return 0;
+}
+
+static int use_newton(void **state)
+{
+    (void)state;
+    g_method = IMRT_METHOD_NEWTON;
+    return 0;
+}
+
 static void tight(imrt_optimize_options *o)
 {
     imrt_optimize_options_default(o);
+    o->method = g_method;
     o->solver.max_iterations = 5000;
     o->solver.ftol_rel = 1e-15;
     o->solver.pgtol = 1e-13;
@@ -348,6 +366,7 @@ static void test_max_dose_constraint_holds(void **state)
     d[1].dose = 20.0;
     imrt_optimize_options o;
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     o.solver.max_iterations = 1000;
     o.solver.ftol_rel = 1e-10;
     /* without the constraint the OAR maximum is far above the limit */
@@ -413,6 +432,7 @@ static void test_stopping_rules(void **state)
     imrt_optimize_stats st;
     /* iteration limit */
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     o.solver.max_iterations = 3;
     assert_ok(imrt_objectives_default_start(s, 2.0, x));
     assert_ok(imrt_optimize(NULL, s, &o, x, &st));
@@ -423,6 +443,7 @@ static void test_stopping_rules(void **state)
     log_rec *lr = imrt_calloc(1, sizeof *lr);
     lr->stop_at = 2;
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     o.log = record;
     o.log_user = lr;
     assert_ok(imrt_objectives_default_start(s, 2.0, x));
@@ -431,12 +452,14 @@ static void test_stopping_rules(void **state)
     assert_int_equal(st.iterations, 2);
     /* wall-time limit */
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     o.solver.max_time_s = 1e-9;
     assert_ok(imrt_objectives_default_start(s, 2.0, x));
     assert_ok(imrt_optimize(NULL, s, &o, x, &st));
     assert_int_equal(st.stop, IMRT_STOP_MAX_TIME);
     /* default tolerances: a convergence rule ends it, near the optimum */
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     assert_ok(imrt_objectives_default_start(s, 2.0, x));
     assert_ok(imrt_optimize(NULL, s, &o, x, &st));
     assert_true(st.stop == IMRT_STOP_FTOL || st.stop == IMRT_STOP_PGTOL ||
@@ -460,13 +483,16 @@ static void test_stopping_rules(void **state)
         assert_close(st.f, fls, 1e-5, 0);
     /* option and start checks */
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     o.solver.ftol_rel = -1.0;
     assert_int_equal(imrt_optimize(NULL, s, &o, x, &st), IMRT_ERR_RANGE);
     assert_non_null(strstr(imrt_last_error(), "ftol_rel = -1"));
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     o.solver.max_iterations = 0;
     assert_int_equal(imrt_optimize(NULL, s, &o, x, &st), IMRT_ERR_RANGE);
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     x[5] = -0.5;
     assert_int_equal(imrt_optimize(NULL, s, &o, x, &st), IMRT_ERR_RANGE);
     assert_non_null(strstr(imrt_last_error(), "x[5] = -0.5"));
@@ -561,10 +587,18 @@ static void test_determinism(void **state)
     d[5].constraint = 1;
     imrt_optimize_options o;
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     o.solver.max_iterations = 60;
     for (int threads = 1; threads <= 2; threads++) {
         run_plan(&D, ph, d, 6, threads, &o, x1);
         run_plan(&D, ph, d, 6, threads, &o, x2);
+        assert_memory_equal(x1, x2, (size_t)n * sizeof(double));
+    }
+    /* without the gEUD term (the Newton solver covers every other kind) */
+    d[3] = d[5];
+    for (int threads = 1; threads <= 2; threads++) {
+        run_plan(&D, ph, d, 5, threads, &o, x1);
+        run_plan(&D, ph, d, 5, threads, &o, x2);
         assert_memory_equal(x1, x2, (size_t)n * sizeof(double));
     }
     /* a strictly convex plan converged tightly: 1 and 2 threads agree */
@@ -594,6 +628,7 @@ static void test_other_constraints_hold(void **state)
     make_ptv_oar(&D, &ph, 5);
     imrt_optimize_options o;
     imrt_optimize_options_default(&o);
+    o.method = g_method;
     o.solver.max_iterations = 1000;
     o.solver.ftol_rel = 1e-10;
     imrt_objective_def d[3];
@@ -659,15 +694,126 @@ static void test_other_constraints_hold(void **state)
     tdu_free(&D);
 }
 
+/* ---- the Hessian model ---------------------------------------------------------- */
+
+/* H v of the Gauss-Newton model equals the change of the gradient along v
+ * for piecewise-quadratic objectives (exact away from the kinks: the
+ * difference quotient is taken over a step too small to cross one), and
+ * diag(H) equals e_j' H e_j; the stats report which solver ran. */
+static void test_hessian_model(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    imrt_phantom *ph = NULL;
+    make_random_plan(&D, &ph);
+    const int n = D.ncols;
+    imrt_objective_def d[5];
+    set_def(&d[0], "PTV", IMRT_OBJ_SQ_UNDERDOSE, 10, 60);
+    set_def(&d[1], "PTV", IMRT_OBJ_SQ_OVERDOSE, 10, 63);
+    set_def(&d[2], "OAR", IMRT_OBJ_SQ_DEVIATION, 2, 30);
+    set_def(&d[3], "BODY", IMRT_OBJ_MEAN, 1, 20);
+    set_def(&d[4], "OAR", IMRT_OBJ_MAX_DVH, 2, 30);
+    d[4].volume_pct = 30;
+    imrt_objectives *s = NULL;
+    assert_ok(imrt_objectives_create(NULL, &D, ph, d, 5, &s));
+    assert_true(imrt_objectives_hessian_supported(s));
+    double *x = imrt_calloc((size_t)n, sizeof *x), *v = imrt_calloc((size_t)n, sizeof *v);
+    double *g0 = imrt_calloc((size_t)n, sizeof *g0), *g1 = imrt_calloc((size_t)n, sizeof *g1);
+    double *hv = imrt_calloc((size_t)n, sizeof *hv), *dg = imrt_calloc((size_t)n, sizeof *dg);
+    double *e = imrt_calloc((size_t)n, sizeof *e), *he = imrt_calloc((size_t)n, sizeof *he);
+    assert_ok(imrt_objectives_default_start(s, 61.0, x));
+    uint64_t st = 5;
+    for (int j = 0; j < n; j++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        x[j] *= 0.7 + 0.6 * (double)(st >> 11) / 9007199254740992.0;
+        v[j] = (double)(st >> 40) / 16777216.0 - 0.5;
+    }
+    double L0, L1, frac;
+    assert_ok(imrt_objectives_eval(s, x, &L0, g0));
+    assert_ok(imrt_objectives_hessian_prepare(s, 1, dg, &frac));
+    assert_true(frac > 0.0 && frac <= 1.0);
+    assert_ok(imrt_objectives_hessian_vec(s, v, hv));
+    const double h = 1e-7;
+    for (int j = 0; j < n; j++)
+        e[j] = x[j] + h * v[j];
+    assert_ok(imrt_objectives_eval(s, e, &L1, g1));
+    double num = 0.0, den = 0.0;
+    for (int j = 0; j < n; j++) {
+        const double fd = (g1[j] - g0[j]) / h;
+        num = fmax(num, fabs(fd - hv[j]));
+        den = fmax(den, fabs(hv[j]));
+    }
+    print_message("Hessian model: |Hv - dg/h| / |Hv| = %.3g\n", num / den);
+    assert_true(num / den < 1e-5);
+    /* the diagonal */
+    assert_ok(imrt_objectives_eval(s, x, &L0, g0));
+    assert_ok(imrt_objectives_hessian_prepare(s, 1, dg, NULL));
+    for (int j = 0; j < n; j += 7) {
+        memset(e, 0, (size_t)n * sizeof *e);
+        e[j] = 1.0;
+        assert_ok(imrt_objectives_hessian_vec(s, e, he));
+        assert_close(dg[j], he[j], 1e-12, 1e-300);
+    }
+    /* NULL and unprepared arguments */
+    assert_int_equal(imrt_objectives_hessian_vec(NULL, v, hv), IMRT_ERR_ARG);
+    assert_int_equal(imrt_objectives_hessian_prepare(s, 0, dg, NULL), IMRT_ERR_ARG);
+    /* a gEUD objective has no model: Newton falls back to L-BFGS */
+    set_def(&d[2], "OAR", IMRT_OBJ_GEUD, 1, 25);
+    d[2].a = 8;
+    imrt_objectives *sg = NULL;
+    assert_ok(imrt_objectives_create(NULL, &D, ph, d, 3, &sg));
+    assert_false(imrt_objectives_hessian_supported(sg));
+    assert_int_equal(imrt_objectives_hessian_prepare(sg, 1, dg, NULL), IMRT_ERR_ARG);
+    imrt_optimize_options o;
+    imrt_optimize_options_default(&o);
+    o.method = IMRT_METHOD_NEWTON;
+    o.solver.max_iterations = 5;
+    imrt_optimize_stats os;
+    assert_ok(imrt_objectives_default_start(sg, 60.0, x));
+    assert_ok(imrt_optimize(NULL, sg, &o, x, &os));
+    assert_int_equal(os.method, IMRT_METHOD_LBFGS);
+    assert_ok(imrt_objectives_default_start(s, 60.0, x));
+    assert_ok(imrt_optimize(NULL, s, &o, x, &os));
+    assert_int_equal(os.method, IMRT_METHOD_NEWTON);
+    assert_true(os.hessian_products > 0);
+    assert_string_equal(imrt_method_name(IMRT_METHOD_NEWTON), "newton");
+    /* automatic choice: L-BFGS with a DVH objective, Newton without */
+    assert_false(imrt_objectives_hessian_exact(s));
+    o.method = IMRT_METHOD_AUTO;
+    assert_ok(imrt_objectives_default_start(s, 60.0, x));
+    assert_ok(imrt_optimize(NULL, s, &o, x, &os));
+    assert_int_equal(os.method, IMRT_METHOD_LBFGS);
+    imrt_objectives *sq = NULL;
+    assert_ok(imrt_objectives_create(NULL, &D, ph, d, 2, &sq));
+    assert_true(imrt_objectives_hessian_exact(sq));
+    assert_ok(imrt_objectives_default_start(sq, 60.0, x));
+    assert_ok(imrt_optimize(NULL, sq, &o, x, &os));
+    assert_int_equal(os.method, IMRT_METHOD_NEWTON);
+    for (int j = 0; j < n; j++)
+        assert_true(x[j] >= 0.0);
+    imrt_objectives_destroy(&sq);
+    o.method = IMRT_METHOD_NEWTON;
+    o.cg_max = 0;
+    assert_int_equal(imrt_optimize(NULL, s, &o, x, &os), IMRT_ERR_RANGE);
+    imrt_objectives_destroy(&sg);
+    imrt_objectives_destroy(&s);
+    imrt_free(x), imrt_free(v), imrt_free(g0), imrt_free(g1), imrt_free(hv), imrt_free(dg);
+    imrt_free(e), imrt_free(he);
+    imrt_phantom_destroy(&ph);
+    tdu_free(&D);
+}
+
 int main(void)
 {
+#define BOTH(t) cmocka_unit_test_setup(t, use_lbfgs), cmocka_unit_test_setup(t, use_newton)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_least_squares_optimum),
-        cmocka_unit_test(test_bounds_active_nnls),
-        cmocka_unit_test(test_max_dose_constraint_holds),
-        cmocka_unit_test(test_stopping_rules),
-        cmocka_unit_test(test_other_constraints_hold),
-        cmocka_unit_test(test_determinism),
+        BOTH(test_least_squares_optimum),
+        BOTH(test_bounds_active_nnls),
+        BOTH(test_max_dose_constraint_holds),
+        BOTH(test_stopping_rules),
+        BOTH(test_other_constraints_hold),
+        BOTH(test_determinism),
+        cmocka_unit_test(test_hessian_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,10 +108,11 @@ imrt_eval_mode imrt_objectives_mode(const imrt_objectives *s);
  * f), IMRT_ERR_NUMERIC (L not finite, e.g. x holds NaN). */
 imrt_status imrt_objectives_eval(imrt_objectives *s, const double *x, double *f, double *grad);
 
-/* Number of objective definitions (penalties and constraints) and of
- * beamlets (columns). */
+/* Number of objective definitions (penalties and constraints), of
+ * beamlets (columns) and of dij rows. */
 int imrt_objectives_count(const imrt_objectives *s);
 int32_t imrt_objectives_ncols(const imrt_objectives *s);
+int64_t imrt_objectives_nrows(const imrt_objectives *s);
 
 /* Results of the last evaluation: F (the penalties only, no constraint
  * terms), and the share of definition k in definition order: p_k f_k for a
@@ -163,6 +164,45 @@ double imrt_objectives_al_update(imrt_objectives *s, double tol);
 
 /* Multipliers back to their starting values. */
 void imrt_objectives_al_reset(imrt_objectives *s);
+
+/* ---- Gauss-Newton Hessian (for the projected Newton solver) --------------- */
+
+/* Does the set have a Gauss-Newton Hessian? Every kind but gEUD, and not
+ * in a distributed run (each process holds only its block of rows). */
+int imrt_objectives_hessian_supported(const imrt_objectives *s);
+
+/* Is that Hessian exact between kinks, i.e. is every objective convex and
+ * piecewise quadratic (squared deviation / over / underdose, mean, and
+ * their constraints; no DVH or gEUD objective)? */
+int imrt_objectives_hessian_exact(const imrt_objectives *s);
+
+/* Build the Hessian model at the last evaluation:
+ *   H = D^T W D + sum over mean objectives of c_k m_k m_k^T,
+ * W_r = the second derivative of L along the dose of row r with the active
+ * pieces frozen (2p/n for a squared deviation, for an over/underdose row
+ * beyond its dose, for a DVH row in its window; mu/n for a constraint row
+ * whose multiplier term is active; 0 otherwise). This is the exact Hessian
+ * of the piecewise-quadratic objectives away from their kinks.
+ * stride >= 1: objectives with at least 20000 rows contribute only the rows
+ * on the lattice of every stride-th voxel along each axis, their curvature
+ * scaled by (rows / lattice rows) - a subsampled Hessian whose products cost
+ * about 1/stride^3 of a pass over those rows (stride 1: exact).
+ * The first call for a stride copies the rows that can carry curvature
+ * (the subsample) into a compact CSR owned by the set (float values,
+ * 16-bit column indices when ncols <= 65536: 6 bytes per non-zero), kept
+ * until the set is destroyed or another stride is asked for; later calls
+ * only recompute W. diag (ncols, may be NULL) receives diag(H) (one pass
+ * over the copy); nnz_frac (may be NULL) the fraction of the dij's
+ * non-zeros that a product reads.
+ * Errors: IMRT_ERR_ARG (NULL, stride < 1, a gEUD objective), IMRT_ERR_RANGE
+ * (more than 4096 distinct row curvatures), IMRT_ERR_NOMEM. */
+imrt_status imrt_objectives_hessian_prepare(imrt_objectives *s, int stride, double *diag,
+                                            double *nnz_frac);
+
+/* hv = H v (ncols each) for the model of the last hessian_prepare: one
+ * fused pass over the rows with W_r > 0. Deterministic for a fixed thread
+ * count. Errors: IMRT_ERR_ARG (NULL, no prepared model). */
+imrt_status imrt_objectives_hessian_vec(imrt_objectives *s, const double *v, double *hv);
 
 /* ---- starting point ------------------------------------------------------ */
 

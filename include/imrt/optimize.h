@@ -1,30 +1,42 @@
 /*
  * imrt/optimize.h - fluence-map optimisation: minimise the objective set's
- * F(x) over beamlet weights x >= 0 with L-BFGS (NLopt's NLOPT_LD_LBFGS,
- * lower bounds 0), hard constraints by an augmented-Lagrangian outer loop
- * around it, an iteration log through a caller callback, and statistics.
+ * F(x) over beamlet weights x >= 0, hard constraints by an
+ * augmented-Lagrangian outer loop, an iteration log through a caller
+ * callback, and statistics.
+ *
+ * Solvers (imrt_method): a Newton method on the Gauss-Newton Hessian of
+ * the objectives (imrt_objectives_hessian_*), whose steps minimise the
+ * quadratic model under x >= 0 by a bound-constrained CG (MPRGP) with
+ * Hessian-vector products over a subsample of the dij rows, followed by a
+ * line search on the exact L; and NLopt's L-BFGS (NLOPT_LD_LBFGS, lower
+ * bounds 0). By default Newton runs when its model is the exact Hessian
+ * (no DVH or gEUD objective), L-BFGS otherwise. docs/optimization.md has
+ * the details and the measurements behind that choice.
  *
  * Pipeline: imrt_objectives_create -> imrt_objectives_default_start ->
  * imrt_optimize -> imrt_spmv_dose (the dose of the optimised weights).
  *
- * Iterations: NLopt does not report its internal iterations, so an
- * iteration here is an evaluation that lowers the best value found so far
- * (every accepted L-BFGS step is one; a line search that improves twice
- * counts twice). Iteration 0 is the starting point. The log therefore shows
- * a strictly decreasing L.
+ * Iterations: Newton: one accepted step. L-BFGS: NLopt does not report its
+ * internal iterations, so an iteration there is an evaluation that lowers
+ * the best value found so far (every accepted L-BFGS step is one; a line
+ * search that improves twice counts twice). Iteration 0 is the starting
+ * point. The log therefore shows a strictly decreasing L.
  *
- * Stopping rules of each L-BFGS run (the first that holds ends it):
+ * Stopping rules of each run (the first that holds ends it), always on the
+ * exact L and gradient of the whole dij:
  *   ftol:   L(i - w) - L(i) <= ftol_rel * max(|L(i)|, 1e-300) for the
- *           last w = ftol_window iterations (relative change below ftol_rel
- *           over a few iterations);
+ *           last w iterations (relative change below ftol_rel over a few
+ *           iterations): w = ftol_window for L-BFGS, min(ftol_window, 2)
+ *           for Newton (one Newton step does the work of many);
  *   pgtol:  ||P(x - grad) - x||_inf <= pgtol * max(1, |L|), the projected
  *           gradient of the bound-constrained problem;
  *   iterations: max_iterations iterations in this run;
  *   time:   max_time_s of wall time since imrt_optimize started (whole run);
  *   callback: the log callback returned non-zero;
- *   solver: NLopt ended on its own (its internal tolerances, or a line
+ *   solver: the solver cannot make progress (Newton: no step length gives
+ *           a sufficient decrease; NLopt: its own tolerances or a line
  *           search that cannot make progress in floating point).
- * With hard constraints the outer loop repeats L-BFGS runs (warm started)
+ * With hard constraints the outer loop repeats runs (warm started)
  * after each multiplier update until every constraint holds within
  * constraint_tol (relative to its bound), max_outer rounds, or time/callback
  * ends it. Those rounds use ftol = max(ftol_rel, 1e-4); once every
@@ -33,8 +45,9 @@
  *
  * Units: x in the dij's weight units; F, L in Gy^2 (times objective weight
  * units); times in seconds (monotonic clock).
- * Ownership: nothing is kept after imrt_optimize returns. The library never
- * prints; the caller's callback decides what and how often to log.
+ * Ownership: nothing is kept after imrt_optimize returns (the objective set
+ * keeps the Newton solver's compact row copy for later runs). The library
+ * never prints; the caller's callback decides what and how often to log.
  * Thread safety: one optimisation per objective set at a time.
  */
 #ifndef IMRT_OPTIMIZE_H
@@ -66,6 +79,14 @@ typedef struct {
 /* Log callback; return non-zero to stop the optimisation (IMRT_STOP_CALLBACK). */
 typedef int (*imrt_iteration_fn)(void *user, const imrt_iteration_info *info);
 
+/* Solver of the bound-constrained runs. */
+typedef enum {
+    IMRT_METHOD_AUTO = 0,   /* Newton when every objective is convex piecewise quadratic
+                               (imrt_objectives_hessian_exact), else L-BFGS */
+    IMRT_METHOD_LBFGS = 1,  /* NLopt's L-BFGS with lower bounds 0 */
+    IMRT_METHOD_NEWTON = 2  /* Newton (also with DVH objectives; L-BFGS for gEUD objectives) */
+} imrt_method;
+
 typedef struct {
     imrt_solver_settings solver; /* max_iterations (per L-BFGS run, >= 1), ftol_rel (>= 0),
                                     pgtol (>= 0), max_time_s (>= 0, 0 = none) */
@@ -73,12 +94,17 @@ typedef struct {
     int max_outer;               /* augmented-Lagrangian rounds, >= 1, default 20 */
     double constraint_tol;       /* relative tolerance for "holds", >= 0, default 1e-3 */
     int lbfgs_memory;            /* L-BFGS correction pairs, 0 = NLopt's default */
+    imrt_method method;          /* default IMRT_METHOD_AUTO */
+    int cg_max;                  /* Newton: CG iterations per Newton step, 1..10000, default 40 */
+    int hessian_stride;          /* Newton: Hessian row subsampling (see
+                                    imrt_objectives_hessian_prepare), 0 = automatic, 1 = exact */
     imrt_iteration_fn log;       /* may be NULL */
     void *log_user;              /* passed to log */
 } imrt_optimize_options;
 
 /* Defaults: the plan defaults of imrt_solver_settings (300 iterations,
- * ftol_rel 1e-6, pgtol 1e-8, no time limit) and the values above. */
+ * ftol_rel 1e-6, pgtol 1e-8, no time limit) and the values above
+ * (automatic Hessian subsampling: stride 2 from 200 000 dij rows, else 1). */
 void imrt_optimize_options_default(imrt_optimize_options *o);
 
 typedef enum {
@@ -104,11 +130,18 @@ typedef struct {
     double pg_norm;        /* final projected-gradient infinity norm of L */
     double wall_s;         /* wall time of imrt_optimize */
     imrt_stop_reason stop; /* why the last L-BFGS run ended */
-    int nlopt_result;      /* NLopt's return code of the last run */
+    int nlopt_result;      /* NLopt's return code of the last run (L-BFGS only) */
     int nconstraints;      /* hard constraints */
     int constraints_held;  /* how many hold within constraint_tol at the end */
     double max_violation;  /* largest relative violation at the end (<= 0: all hold exactly) */
+    imrt_method method;    /* the solver that ran (LBFGS or NEWTON) */
+    int hessian_products;  /* Newton: Hessian-vector products (passes over the rows with
+                              curvature, or over the subsample) */
+    double hessian_rows;   /* Newton: mean fraction of the dij's non-zeros a product reads */
 } imrt_optimize_stats;
+
+/* "lbfgs", "newton" or "auto". */
+const char *imrt_method_name(imrt_method m);
 
 /* Optimise the weights x (ncols entries; in: the start, finite and >= 0;
  * out: the optimum, >= 0). Constraint multipliers start from their initial
