@@ -96,11 +96,52 @@ void imrt_spmv_ws_destroy(imrt_spmv_ws **ws)
         return;
     imrt_free((*ws)->split);
     imrt_free((*ws)->acc);
+    imrt_free((*ws)->col16);
     imrt_free(*ws);
     *ws = NULL;
 }
 
 int imrt_spmv_ws_threads(const imrt_spmv_ws *ws) { return ws ? ws->threads : 0; }
+
+imrt_status imrt_spmv_ws_pack(imrt_spmv_ws *ws, const imrt_dij *D)
+{
+    imrt_status status = IMRT_OK;
+    uint16_t *c16 = NULL;
+    if (!ws || !D || !D->rowptr || (D->nnz > 0 && !D->col))
+        return imrt_error(IMRT_ERR_ARG, "imrt_spmv_ws_pack: NULL workspace or dij");
+    if (D->ncols != ws->ncols)
+        return imrt_error(IMRT_ERR_ARG,
+                          "imrt_spmv_ws_pack: the workspace was made for %d columns, the dij "
+                          "has %d",
+                          (int)ws->ncols, (int)D->ncols);
+    if (D->ncols > IMRT_SPMV_PACK16_MAX_COLS)
+        return imrt_error(IMRT_ERR_RANGE,
+                          "imrt_spmv_ws_pack: the dij has %d columns; 16-bit indices allow "
+                          "at most %d",
+                          (int)D->ncols, IMRT_SPMV_PACK16_MAX_COLS);
+    if (imrt_spmv_ws_col16(ws, D))
+        return IMRT_OK;
+    IMRT_ALLOC(c16, D->nnz > 0 ? D->nnz : 1);
+    const int32_t *col = D->col;
+    const int64_t nnz = D->nnz;
+#pragma omp parallel for num_threads(ws->threads) schedule(static)
+    for (int64_t k = 0; k < nnz; k++)
+        c16[k] = (uint16_t)col[k];
+    imrt_free(ws->col16);
+    ws->col16 = c16;
+    ws->packed = D;
+    ws->packed_rowptr = D->rowptr;
+    ws->packed_nnz = D->nnz;
+    c16 = NULL;
+cleanup:
+    imrt_free(c16);
+    return status;
+}
+
+int imrt_spmv_ws_packed(const imrt_spmv_ws *ws, const imrt_dij *D)
+{
+    return imrt_spmv_ws_col16(ws, D) != NULL;
+}
 
 imrt_status imrt_spmv_check(const imrt_dij *D)
 {

@@ -19,7 +19,22 @@ struct imrt_spmv_ws {
     size_t block;    /* doubles per block: nchannels * stride */
     int64_t *split;  /* threads + 1 row offsets: chunk c is rows split[c] .. split[c+1]-1 */
     double *acc;     /* threads * block doubles, 64-byte aligned blocks */
+    /* Compact column indices (imrt_spmv_ws_pack), or NULL: col16[k] ==
+     * D->col[k] for the dij `packed` (compared by address, rowptr and nnz). */
+    uint16_t *col16;         /* packed_nnz entries */
+    const imrt_dij *packed;  /* the dij they were made from */
+    const int64_t *packed_rowptr;
+    int64_t packed_nnz;
 };
+
+/* Compact indices for D from ws, or NULL when the workspace has none for it. */
+static inline const uint16_t *imrt_spmv_ws_col16(const imrt_spmv_ws *ws, const imrt_dij *D)
+{
+    return (ws && ws->col16 && ws->packed == D && ws->packed_rowptr == D->rowptr &&
+            ws->packed_nnz == D->nnz)
+               ? ws->col16
+               : NULL;
+}
 
 /* Derivative contributed by one term at dose d (see imrt_voxel_term). */
 static inline double imrt_term_eval(const imrt_voxel_term *t, double d)

@@ -97,6 +97,24 @@ void imrt_spmv_ws_destroy(imrt_spmv_ws **ws);
 /* Threads (= chunks) of a workspace. */
 int imrt_spmv_ws_threads(const imrt_spmv_ws *ws);
 
+/* Give the workspace a compact copy of D's column indices, 16 bits each
+ * (D must have ncols <= IMRT_SPMV_PACK16_MAX_COLS). The optimised kernels
+ * called with this workspace and the same D then read the compact indices
+ * instead of D->col: 6 bytes per stored entry (float value + index) instead
+ * of 8, so the memory-bound products move a quarter fewer bytes. Results
+ * are bitwise identical to the unpacked kernels (same arithmetic, same
+ * order). Costs 2 bytes per non-zero of memory (164 MB for an 82 M-entry
+ * dij) for as long as the workspace lives. The reference kernels ignore the
+ * copy. D must stay unchanged while the workspace is in use; calling again
+ * with the same D does nothing.
+ * Errors: IMRT_ERR_ARG (NULL, or ws made for another shape),
+ * IMRT_ERR_RANGE (ncols too large), IMRT_ERR_NOMEM. */
+#define IMRT_SPMV_PACK16_MAX_COLS 65536
+imrt_status imrt_spmv_ws_pack(imrt_spmv_ws *ws, const imrt_dij *D);
+
+/* 1 when the workspace holds a compact index copy for D, else 0. */
+int imrt_spmv_ws_packed(const imrt_spmv_ws *ws, const imrt_dij *D);
+
 /* ---- kernels ------------------------------------------------------------ */
 
 /* d[r] = sum_k val[k] * x[col[k]] for every row (x: ncols, d: nrows). */
