@@ -61,12 +61,14 @@ imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
                           "imrt_spmv_ws_create: nchannels = %d is outside 1..65535", nchannels);
     IMRT_ALLOC(ws, 1);
     ws->threads = threads;
+    ws->nchunks = threads > 1 ? threads * IMRT_SPMV_CHUNKS_PER_THREAD : 1;
     ws->nchannels = nchannels;
     ws->ncols = D->ncols;
     ws->stride = ((size_t)(D->ncols > 0 ? D->ncols : 1) + 7) / 8 * 8;
     ws->block = (size_t)nchannels * ws->stride;
-    IMRT_ALLOC(ws->split, threads + 1);
-    IMRT_ALLOC(ws->acc, (size_t)threads * ws->block);
+    const int nchunks = ws->nchunks;
+    IMRT_ALLOC(ws->split, nchunks + 1);
+    IMRT_ALLOC(ws->acc, (size_t)nchunks * ws->block);
 
     /* Split rows into chunks of about equal (active) non-zeros. */
     int64_t total = 0;
@@ -76,13 +78,13 @@ imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
     int c = 1;
     int64_t seen = 0;
     ws->split[0] = 0;
-    for (int64_t r = 0; r < D->nrows && c < threads; r++) {
+    for (int64_t r = 0; r < D->nrows && c < nchunks; r++) {
         if (!row_class || row_class[r])
             seen += D->rowptr[r + 1] - D->rowptr[r];
-        while (c < threads && seen * (int64_t)threads >= total * (int64_t)c && seen > 0)
+        while (c < nchunks && seen * (int64_t)nchunks >= total * (int64_t)c && seen > 0)
             ws->split[c++] = r + 1;
     }
-    while (c <= threads)
+    while (c <= nchunks)
         ws->split[c++] = D->nrows;
     *out = ws;
     ws = NULL;

@@ -11,14 +11,24 @@
 #include <math.h>
 #include <stddef.h>
 
+/* Chunks of rows per thread when threads > 1: the chunks are handed out to
+ * the team dynamically, so that a thread the scheduler pauses (a shared
+ * machine) delays the pass by at most one chunk instead of half the work.
+ * Each chunk owns its accumulator block and the blocks are summed in chunk
+ * order, so the result depends on the chunk count (fixed by the thread
+ * count) and never on which thread ran which chunk. */
+#define IMRT_SPMV_CHUNKS_PER_THREAD 8
+
 struct imrt_spmv_ws {
-    int threads;     /* chunks of rows, one private accumulator block each */
+    int threads;     /* team size */
+    int nchunks;     /* chunks of rows (1, or threads * IMRT_SPMV_CHUNKS_PER_THREAD), one
+                        private accumulator block each */
     int nchannels;   /* accumulators per block */
     int32_t ncols;   /* columns of the dij it was made for */
     size_t stride;   /* doubles per channel in a block: ncols rounded up to 8 (one cache line) */
     size_t block;    /* doubles per block: nchannels * stride */
-    int64_t *split;  /* threads + 1 row offsets: chunk c is rows split[c] .. split[c+1]-1 */
-    double *acc;     /* threads * block doubles, 64-byte aligned blocks */
+    int64_t *split;  /* nchunks + 1 row offsets: chunk c is rows split[c] .. split[c+1]-1 */
+    double *acc;     /* nchunks * block doubles, 64-byte aligned blocks */
     /* Compact column indices (imrt_spmv_ws_pack), or NULL: col16[k] ==
      * D->col[k] for the dij `packed` (compared by address, rowptr and nnz). */
     uint16_t *col16;         /* packed_nnz entries */

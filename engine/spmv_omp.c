@@ -2,7 +2,8 @@
  * engine/spmv_omp.c - OpenMP kernels of the dij products (spmv_csr_*_omp).
  *
  * Rows are split into the workspace's chunks (about equal non-zeros, fixed
- * at workspace creation). D·x is row-parallel. D^T products accumulate each
+ * at workspace creation, several per thread) that the team takes in turn
+ * (schedule(dynamic, 1)). D·x is row-parallel. D^T products accumulate each
  * chunk into its own cache-line-aligned private vector (no false sharing,
  * no atomics) and then sum the chunk vectors in chunk order, the columns
  * shared out among the threads: bitwise reproducible for a fixed chunk
@@ -222,7 +223,7 @@ SPMV_INLINE void row_axpy(const float *restrict val, cols_t cl, int packed,
 static void reduce_chunks(const imrt_spmv_ws *ws, size_t offset, double *restrict out, size_t n,
                           int accumulate)
 {
-    const int nc = ws->threads;
+    const int nc = ws->nchunks;
 #pragma omp for schedule(static)
     for (size_t j = 0; j < n; j++) {
         double s = accumulate ? out[j] : 0.0;
@@ -237,8 +238,8 @@ SPMV_INLINE void matvec_body(const imrt_dij *D, cols_t cl, int packed,
 {
     const int64_t *rowptr = D->rowptr;
     const float *val = D->val;
-    const int nc = ws->threads;
-#pragma omp parallel for num_threads(nc) schedule(static, 1) \
+    const int nc = ws->nchunks;
+#pragma omp parallel for num_threads(ws->threads) schedule(dynamic, 1) \
     if (D->nnz >= SPMV_OMP_MIN_NNZ)
     for (int c = 0; c < nc; c++)
         for (int64_t r = ws->split[c]; r < ws->split[c + 1]; r++)
@@ -260,11 +261,11 @@ SPMV_INLINE void rmatvec_body(const imrt_dij *D, cols_t cl, int packed,
 {
     const int64_t *rowptr = D->rowptr;
     const float *val = D->val;
-    const int nc = ws->threads;
+    const int nc = ws->nchunks;
     const size_t ncols = (size_t)D->ncols;
-#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
+#pragma omp parallel num_threads(ws->threads) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < nc; c++) {
             double *acc = ws->acc + (size_t)c * ws->block;
             memset(acc, 0, ncols * sizeof *acc);
@@ -292,11 +293,11 @@ SPMV_INLINE void rows_body(const imrt_dij *D, cols_t cl, int packed, int64_t n,
 {
     const int64_t *rowptr = D->rowptr;
     const float *val = D->val;
-    const int nc = ws->threads;
+    const int nc = ws->nchunks;
     const size_t ncols = (size_t)D->ncols;
-#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
+#pragma omp parallel num_threads(ws->threads) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < nc; c++) {
             double *acc = ws->acc + (size_t)c * ws->block;
             memset(acc, 0, ncols * sizeof *acc);
@@ -384,13 +385,13 @@ SPMV_INLINE void fused_body(const imrt_dij *D, cols_t cl, int packed, const doub
                             const imrt_voxel_program *p, double *restrict d,
                             double *restrict g, imrt_spmv_ws *ws)
 {
-    const int nc = ws->threads;
+    const int nc = ws->nchunks;
     const int nch = p->nchannels;
     const size_t ncols = (size_t)D->ncols;
     const size_t stride = ws->stride;
-#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
+#pragma omp parallel num_threads(ws->threads) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < nc; c++) {
             double *acc = ws->acc + (size_t)c * ws->block;
             memset(acc, 0, (size_t)nch * stride * sizeof *acc);

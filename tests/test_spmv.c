@@ -400,16 +400,19 @@ static void test_split_balances_nonzeros(void **state)
     int64_t longest = 0;
     for (int64_t r = 0; r < D.nrows; r++)
         longest = IMRT_TEST_MAX(longest, D.rowptr[r + 1] - D.rowptr[r]);
-    /* chunks hold total/T non-zeros, give or take one row */
+    /* chunks (one for one thread, 8 per thread otherwise) hold total/C
+     * non-zeros, give or take one row */
     for (int T = 1; T <= 5; T++) {
         imrt_spmv_ws *ws = NULL;
         assert_ok(imrt_spmv_ws_create(&D, T, 1, NULL, &ws));
+        const int C = ws->nchunks;
+        assert_int_equal(C, T == 1 ? 1 : T * IMRT_SPMV_CHUNKS_PER_THREAD);
         assert_int_equal(ws->split[0], 0);
-        assert_int_equal(ws->split[T], D.nrows);
-        for (int c = 0; c < T; c++) {
+        assert_int_equal(ws->split[C], D.nrows);
+        for (int c = 0; c < C; c++) {
             assert_true(ws->split[c + 1] >= ws->split[c]);
             int64_t nnz = D.rowptr[ws->split[c + 1]] - D.rowptr[ws->split[c]];
-            assert_true(llabs(nnz * T - D.nnz) <= T * longest);
+            assert_true(llabs(nnz * C - D.nnz) <= C * longest);
         }
         imrt_spmv_ws_destroy(&ws);
     }

@@ -13,12 +13,14 @@
  * Precision: matrix values are float (Gy per unit weight); weights x,
  * doses and every accumulation are double.
  *
- * Determinism: the optimised kernels split the rows into `threads` chunks
- * of about equal non-zero count, fixed when the workspace is created; each
- * chunk accumulates D^T products into its own private vector and the chunk
- * vectors are summed in chunk order. Results are therefore bitwise
- * reproducible for a fixed thread count (whatever the OpenMP scheduler
- * does) and agree across thread counts to rounding. D·x is computed row by
+ * Determinism: the optimised kernels split the rows into chunks of about
+ * equal non-zero count (one chunk for one thread, eight per thread
+ * otherwise), fixed when the workspace is created; the team takes the
+ * chunks in turn (so a thread paused by the OS costs one chunk, not half
+ * the pass); each chunk accumulates D^T products into its own private
+ * vector and the chunk vectors are summed in chunk order. Results are
+ * therefore bitwise reproducible for a fixed thread count (whatever the
+ * OpenMP scheduler does) and agree across thread counts to rounding. D·x is computed row by
  * row with the same summation order whatever the thread count.
  *
  * Ownership and aliasing: kernels never allocate and never keep pointers;
@@ -78,10 +80,10 @@ typedef struct {
 
 /* Opaque: thread count, the row split into chunks, and one private
  * accumulator block (nchannels x ncols doubles, cache-line padded) per
- * chunk. */
+ * chunk (8 chunks per thread when threads > 1). */
 typedef struct imrt_spmv_ws imrt_spmv_ws;
 
-/* Create a workspace for dij D with `threads` chunks (>= 1) and
+/* Create a workspace for dij D for `threads` threads (>= 1) and
  * `nchannels` accumulators per chunk (>= 1). When row_class is not NULL,
  * the chunks balance the non-zeros of rows with row_class[r] != 0 only
  * (the rows a fused pass with that program reads). The dij must stay
