@@ -6,7 +6,9 @@
  * from the build's progress reports) and the fill pass (pencil-beam
  * evaluation plus assembly). The fill pass is split further with the
  * evaluation-only time of the tabulated row kernel over the same
- * (voxel, beam) pairs.
+ * (voxel, beam) pairs. Besides wall time, the whole build and the evaluation
+ * give their CPU time (all threads) and pairs per CPU second: on a shared
+ * machine that is the kernel's cost without the time other jobs took.
  *
  * Verification before timing: on a coarse grid the optimised build
  * (tabulated kernel, fused depth integral) is compared entry by entry
@@ -215,14 +217,15 @@ int main(int argc, char **argv)
         imrt_context_set_threads(c.ctx, th);
         build_call bc = {&c, &m, &dopt, c.ctx, NULL, {0, 0, 0}};
         /* the whole build, with the depth/fill split from its progress */
-        double tot[8], dep[8], fill[8];
+        double tot[8], dep[8], fill[8], cpu[8];
         run_build(&bc); /* warm-up */
         bench_cpu_snap s0, s1;
         bench_cpu_snap_take(&s0);
         for (int r = 0; r < rep; r++) {
-            const double t0 = bench_now();
+            const double u0 = bench_cpu_now(), t0 = bench_now();
             run_build(&bc);
             const double t1 = bench_now();
+            cpu[r] = bench_cpu_now() - u0;
             tot[r] = t1 - t0;
             dep[r] = bc.pr.seen ? bc.pr.t_depth - t0 : 0.0;
             fill[r] = bc.pr.seen ? t1 - bc.pr.t_depth : 0.0;
@@ -230,6 +233,7 @@ int main(int argc, char **argv)
         bench_cpu_snap_take(&s1);
         bench_timing tt = bench_stats(tot, rep);
         tt.other_cpu = bench_cpu_other(&s0, &s1);
+        tt.cpu_s = bench_stats(cpu, rep).median_s;
         const bench_timing td = bench_stats(dep, rep), tf = bench_stats(fill, rep);
         const bench_timing tc = bench_time(run_estimate, &bc, rep);
         eval_call ec = {&c, &m, &cut, B, depth, th, 0};
@@ -237,9 +241,10 @@ int main(int argc, char **argv)
         char extra[512];
         snprintf(extra, sizeof extra,
                  "\"nnz\": %lld, \"mbytes\": %.1f, \"mnnz_per_s\": %.2f, \"mnnz_per_s_core\": %.2f, "
-                 "\"peak_rss_mb\": %.1f",
+                 "\"mnnz_per_cpu_s\": %.2f, \"peak_rss_mb\": %.1f",
                  (long long)bc.out->nnz, bytes * 1e-6, (double)bc.out->nnz / tt.median_s * 1e-6,
-                 (double)bc.out->nnz / tt.median_s / th * 1e-6, bench_peak_rss() * 1e-6);
+                 (double)bc.out->nnz / tt.median_s / th * 1e-6,
+                 (double)bc.out->nnz / tt.cpu_s * 1e-6, bench_peak_rss() * 1e-6);
         bench_report(&o, "dij", "build", th, c.name, &tt, NULL, extra);
         bench_report(&o, "dij", "count_pass", th, c.name, &tc, NULL, NULL);
         snprintf(extra, sizeof extra, "\"note\": \"count pass + allocation + %d depth cubes\"",
@@ -247,9 +252,10 @@ int main(int argc, char **argv)
         bench_report(&o, "dij", "count+depth", th, c.name, &td, NULL, extra);
         bench_report(&o, "dij", "fill", th, c.name, &tf, NULL, NULL);
         snprintf(extra, sizeof extra,
-                 "\"pairs\": %lld, \"mpairs_per_s_core\": %.2f, \"ns_per_pair_core\": %.2f",
+                 "\"pairs\": %lld, \"mpairs_per_s_core\": %.2f, \"ns_per_pair_core\": %.2f, "
+                 "\"mpairs_per_cpu_s\": %.2f",
                  (long long)ec.pairs, (double)ec.pairs / te.median_s / th * 1e-6,
-                 te.median_s * th / (double)ec.pairs * 1e9);
+                 te.median_s * th / (double)ec.pairs * 1e9, (double)ec.pairs / te.cpu_s * 1e-6);
         bench_report(&o, "dij", "fill:pencilbeam_eval", th, c.name, &te, NULL, extra);
         const double asm_s = tf.median_s - te.median_s;
         bench_note(&o, "%d thread(s): build %.3f s = count %.3f + depth cubes %.3f + "

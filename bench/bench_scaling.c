@@ -1,7 +1,9 @@
 /*
  * bench/bench_scaling.c - how the dij build and the optimisation grow with
- * the problem: the default phantom on three dose grids (4, 3 and 2.5 mm), each in its own child process so that its peak
- * resident memory is its own. --quick: 12, 10 and 8 mm and at most 30
+ * the problem: the default phantom on three dose grids (4, 3 and 2.5 mm),
+ * each in its own child process so that its peak resident memory is its
+ * own (wait4's rusage of the child). Each line carries the load average:
+ * the times are single runs and follow the machine's load. --quick: 12, 10 and 8 mm and at most 30
  * iterations. Prints time and memory per size and the
  * growth exponent p of each quantity against the number of dij rows
  * (quantity ~ rows^p, least squares on the logarithms).
@@ -23,6 +25,7 @@ typedef struct {
     long long nrows, nnz;
     int ncols, iterations, evaluations;
     double dij_s, opt_s, dij_mb, rss_dij, peak_rss;
+    double load1; /* one-minute load average when the run ended (shared machine) */
 } size_result;
 
 static void child(const bench_opts *o, double spacing, int fd)
@@ -74,6 +77,7 @@ static size_result run_size(const bench_opts *o, double spacing)
         got != (ssize_t)sizeof r)
         bench_fail("%s: the run at %g mm failed", o->prog, spacing);
     r.peak_rss = (double)ru.ru_maxrss * 1024.0;
+    r.load1 = bench_load1();
     return r;
 }
 
@@ -105,16 +109,16 @@ int main(int argc, char **argv)
         snprintf(size, sizeof size, "tg119 %.3gmm", sp[i]);
         snprintf(extra, sizeof extra,
                  "\"nrows\": %lld, \"ncols\": %d, \"nnz\": %lld, \"dij_mb\": %.1f, "
-                 "\"peak_rss_mb_after_dij\": %.1f, \"peak_rss_mb\": %.1f",
+                 "\"peak_rss_mb_after_dij\": %.1f, \"peak_rss_mb\": %.1f, \"load1\": %.2f",
                  r[i].nrows, r[i].ncols, r[i].nnz, r[i].dij_mb, r[i].rss_dij * 1e-6,
-                 r[i].peak_rss * 1e-6);
+                 r[i].peak_rss * 1e-6, r[i].load1);
         bench_timing t = bench_once(r[i].dij_s);
         bench_report(&o, "scaling", "dij", o.threads, size, &t, NULL, extra);
         snprintf(extra, sizeof extra,
                  "\"nrows\": %lld, \"nnz\": %lld, \"iterations\": %d, \"evaluations\": %d, "
-                 "\"s_per_evaluation\": %.4f",
+                 "\"s_per_evaluation\": %.4f, \"load1\": %.2f",
                  r[i].nrows, r[i].nnz, r[i].iterations, r[i].evaluations,
-                 r[i].opt_s / (r[i].evaluations > 0 ? r[i].evaluations : 1));
+                 r[i].opt_s / (r[i].evaluations > 0 ? r[i].evaluations : 1), r[i].load1);
         t = bench_once(r[i].opt_s);
         bench_report(&o, "scaling", "optimize", o.threads, size, &t, NULL, extra);
     }
@@ -139,12 +143,12 @@ int main(int argc, char **argv)
         bench_report(&o, "scaling", "exponents_vs_rows", o.threads, "3 sizes", &t, NULL, extra);
     } else {
         printf("\nscaling of the default phantom with the dose grid, %d thread(s)\n", o.threads);
-        printf("%8s %9s %11s %9s %9s %6s %9s %9s %9s\n", "grid_mm", "rows", "nnz", "dij_s",
-               "opt_s", "iter", "s/eval", "dij_MB", "peak_MB");
+        printf("%8s %9s %11s %9s %9s %6s %9s %9s %9s %6s\n", "grid_mm", "rows", "nnz", "dij_s",
+               "opt_s", "iter", "s/eval", "dij_MB", "peak_MB", "load1");
         for (int i = 0; i < 3; i++)
-            printf("%8.3g %9lld %11lld %9.3f %9.3f %6d %9.4f %9.1f %9.1f\n", sp[i], r[i].nrows,
-                   r[i].nnz, r[i].dij_s, r[i].opt_s, r[i].iterations, te[i], r[i].dij_mb,
-                   r[i].peak_rss * 1e-6);
+            printf("%8.3g %9lld %11lld %9.3f %9.3f %6d %9.4f %9.1f %9.1f %6.1f\n", sp[i],
+                   r[i].nrows, r[i].nnz, r[i].dij_s, r[i].opt_s, r[i].iterations, te[i],
+                   r[i].dij_mb, r[i].peak_rss * 1e-6, r[i].load1);
         printf("%8s %9s %11.2f %9.2f %9.2f %6s %9.2f %9.2f %9.2f   <- exponent p in "
                "quantity ~ rows^p\n\n",
                "p", "1", exponent(n, nnz, 3), exponent(n, td, 3), exponent(n, to, 3), "",

@@ -2,9 +2,12 @@
  * bench/bench_spmv.c - the optimiser's hot loop on the default phantom's
  * dij: D·x, D^T·w, the fused pass (the plan's per-voxel program, every row
  * scattered, dose only) and the plain two-pass form, reference and
- * optimised kernels, 1..N threads. Bandwidth = bytes the kernel must move
- * from memory (values and indices of the rows it reads, row offsets, the
- * per-row input/output), as % of the same run's STREAM read.
+ * optimised kernels, 1..N threads, and the fused pass again with the
+ * workspace's 16-bit packed column indices (imrt_spmv_ws_pack: 6 bytes per
+ * entry instead of 8; "time_ratio_int32" = its time over the 32-bit
+ * kernel's). Bandwidth = bytes the kernel must move from memory (values
+ * and indices of the rows it reads, row offsets, the per-row
+ * input/output), as % of the same run's STREAM read.
  */
 #include "case.h"
 #include "common.h"
@@ -106,10 +109,20 @@ static void verify(const imrt_dij *D, const bench_program *progs, int nprog, con
         memset(d1, 0, m * sizeof *d1);
         ref.fused(D, x, &progs[i].p, d0, g0, NULL);
         opt.fused(D, x, &progs[i].p, d1, g1, ws);
-        const double ed = bench_rel_diff(d1, d0, m), eg = bench_rel_diff(g1, g0, n);
+        double ed = bench_rel_diff(d1, d0, m), eg = bench_rel_diff(g1, g0, n);
         if (!(ed <= 1e-12) || !(eg <= 1e-10))
             bench_fail("bench_spmv: fused pass %d differs from the reference: dose %.3g, "
                        "gradient %.3g (relative)",
+                       i, ed, eg);
+        /* the same with 16-bit packed indices */
+        if (imrt_spmv_ws_pack(ws, D) != IMRT_OK)
+            bench_fail("bench_spmv: %s", imrt_last_error());
+        memset(d1, 0, m * sizeof *d1);
+        opt.fused(D, x, &progs[i].p, d1, g1, ws);
+        ed = bench_rel_diff(d1, d0, m), eg = bench_rel_diff(g1, g0, n);
+        if (!(ed <= 1e-12) || !(eg <= 1e-10))
+            bench_fail("bench_spmv: fused pass %d with packed indices differs from the "
+                       "reference: dose %.3g, gradient %.3g (relative)",
                        i, ed, eg);
         imrt_spmv_ws_destroy(&ws);
     }
@@ -190,6 +203,9 @@ int main(int argc, char **argv)
         b_fused[i] = 8.0 * (double)progs[i].active_nnz + 2.0 * (double)m +
                      16.0 * (double)progs[i].active_rows;
 
+    double b_fused16[NPROG];
+    for (int i = 0; i < NPROG; i++)
+        b_fused16[i] = b_fused[i] - 2.0 * (double)progs[i].active_nnz;
     call cl = {D, &ref, NULL, NULL, x, w, d, g, deriv};
     const int ref_rep = o.quick ? 1 : 3;
     char extra[256], k[64];
@@ -244,6 +260,14 @@ int main(int argc, char **argv)
             bench_report(&o, "spmv", k, th, size, &t, &bw, extra);
             last[3 + p] = t;
             lastbw[3 + p] = bw;
+            if (imrt_spmv_ws_pack(ws, D) != IMRT_OK)
+                bench_fail("bench_spmv: %s", imrt_last_error());
+            t = bench_time_paired(run_fused, &cl, o.repeats, &st[i], b_fused16[p], &bw);
+            snprintf(k, sizeof k, "%s16:%s", opt.name_fused, pname[p] + 6);
+            snprintf(extra, sizeof extra, "\"time_ratio_int32\": %.3f, \"ns_per_nnz_core\": %.3f",
+                     t.median_s / last[3 + p].median_s,
+                     t.median_s / (double)progs[p].active_nnz * 1e9 * th);
+            bench_report(&o, "spmv", k, th, size, &t, &bw, extra);
             imrt_spmv_ws_destroy(&ws);
         }
     }

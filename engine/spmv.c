@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
 
 void imrt_spmv_kernels_reference(imrt_spmv_kernels *k)
 {
@@ -60,12 +61,14 @@ imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
                           "imrt_spmv_ws_create: nchannels = %d is outside 1..65535", nchannels);
     IMRT_ALLOC(ws, 1);
     ws->threads = threads;
+    ws->nchunks = threads > 1 ? threads * IMRT_SPMV_CHUNKS_PER_THREAD : 1;
     ws->nchannels = nchannels;
     ws->ncols = D->ncols;
     ws->stride = ((size_t)(D->ncols > 0 ? D->ncols : 1) + 7) / 8 * 8;
     ws->block = (size_t)nchannels * ws->stride;
-    IMRT_ALLOC(ws->split, threads + 1);
-    IMRT_ALLOC(ws->acc, (size_t)threads * ws->block);
+    const int nchunks = ws->nchunks;
+    IMRT_ALLOC(ws->split, nchunks + 1);
+    IMRT_ALLOC(ws->acc, (size_t)nchunks * ws->block);
 
     /* Split rows into chunks of about equal (active) non-zeros. */
     int64_t total = 0;
@@ -75,13 +78,13 @@ imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
     int c = 1;
     int64_t seen = 0;
     ws->split[0] = 0;
-    for (int64_t r = 0; r < D->nrows && c < threads; r++) {
+    for (int64_t r = 0; r < D->nrows && c < nchunks; r++) {
         if (!row_class || row_class[r])
             seen += D->rowptr[r + 1] - D->rowptr[r];
-        while (c < threads && seen * (int64_t)threads >= total * (int64_t)c && seen > 0)
+        while (c < nchunks && seen * (int64_t)nchunks >= total * (int64_t)c && seen > 0)
             ws->split[c++] = r + 1;
     }
-    while (c <= threads)
+    while (c <= nchunks)
         ws->split[c++] = D->nrows;
     *out = ws;
     ws = NULL;
@@ -96,11 +99,75 @@ void imrt_spmv_ws_destroy(imrt_spmv_ws **ws)
         return;
     imrt_free((*ws)->split);
     imrt_free((*ws)->acc);
+    imrt_free((*ws)->col16);
     imrt_free(*ws);
     *ws = NULL;
 }
 
 int imrt_spmv_ws_threads(const imrt_spmv_ws *ws) { return ws ? ws->threads : 0; }
+
+/* Transparent huge pages for a large array before its first touch (best
+ * effort, Linux; as engine/dij.c does for the dij's own arrays): the
+ * kernels stream it, and with 4 KiB pages a guest's TLB misses (two-level
+ * page walks under virtualisation) slow the stream. */
+static void advise_huge(void *p, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t page = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t e = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (e > a)
+        (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+imrt_status imrt_spmv_ws_pack(imrt_spmv_ws *ws, const imrt_dij *D)
+{
+    imrt_status status = IMRT_OK;
+    uint16_t *c16 = NULL;
+    if (!ws || !D || !D->rowptr || (D->nnz > 0 && !D->col))
+        return imrt_error(IMRT_ERR_ARG, "imrt_spmv_ws_pack: NULL workspace or dij");
+    if (D->ncols != ws->ncols)
+        return imrt_error(IMRT_ERR_ARG,
+                          "imrt_spmv_ws_pack: the workspace was made for %d columns, the dij "
+                          "has %d",
+                          (int)ws->ncols, (int)D->ncols);
+    if (D->ncols > IMRT_SPMV_PACK16_MAX_COLS)
+        return imrt_error(IMRT_ERR_RANGE,
+                          "imrt_spmv_ws_pack: the dij has %d columns; 16-bit indices allow "
+                          "at most %d",
+                          (int)D->ncols, IMRT_SPMV_PACK16_MAX_COLS);
+    if (imrt_spmv_ws_col16(ws, D))
+        return IMRT_OK;
+    const size_t n16 = (size_t)(D->nnz > 0 ? D->nnz : 1);
+    c16 = imrt_malloc(n16 * sizeof *c16);
+    if (!c16)
+        IMRT_FAIL(IMRT_ERR_NOMEM, "imrt_spmv_ws_pack: cannot allocate %.1f MiB of 16-bit indices",
+                  (double)(n16 * sizeof *c16) / 1048576.0);
+    advise_huge(c16, n16 * sizeof *c16);
+    const int32_t *col = D->col;
+    const int64_t nnz = D->nnz;
+#pragma omp parallel for num_threads(ws->threads) schedule(static)
+    for (int64_t k = 0; k < nnz; k++)
+        c16[k] = (uint16_t)col[k];
+    imrt_free(ws->col16);
+    ws->col16 = c16;
+    ws->packed = D;
+    ws->packed_rowptr = D->rowptr;
+    ws->packed_nnz = D->nnz;
+    c16 = NULL;
+cleanup:
+    imrt_free(c16);
+    return status;
+}
+
+int imrt_spmv_ws_packed(const imrt_spmv_ws *ws, const imrt_dij *D)
+{
+    return imrt_spmv_ws_col16(ws, D) != NULL;
+}
 
 imrt_status imrt_spmv_check(const imrt_dij *D)
 {

@@ -11,15 +11,40 @@
 #include <math.h>
 #include <stddef.h>
 
+/* Chunks of rows per thread when threads > 1: the chunks are handed out to
+ * the team dynamically, so that a thread the scheduler pauses (a shared
+ * machine) delays the pass by at most one chunk instead of half the work.
+ * Each chunk owns its accumulator block and the blocks are summed in chunk
+ * order, so the result depends on the chunk count (fixed by the thread
+ * count) and never on which thread ran which chunk. */
+#define IMRT_SPMV_CHUNKS_PER_THREAD 8
+
 struct imrt_spmv_ws {
-    int threads;     /* chunks of rows, one private accumulator block each */
+    int threads;     /* team size */
+    int nchunks;     /* chunks of rows (1, or threads * IMRT_SPMV_CHUNKS_PER_THREAD), one
+                        private accumulator block each */
     int nchannels;   /* accumulators per block */
     int32_t ncols;   /* columns of the dij it was made for */
     size_t stride;   /* doubles per channel in a block: ncols rounded up to 8 (one cache line) */
     size_t block;    /* doubles per block: nchannels * stride */
-    int64_t *split;  /* threads + 1 row offsets: chunk c is rows split[c] .. split[c+1]-1 */
-    double *acc;     /* threads * block doubles, 64-byte aligned blocks */
+    int64_t *split;  /* nchunks + 1 row offsets: chunk c is rows split[c] .. split[c+1]-1 */
+    double *acc;     /* nchunks * block doubles, 64-byte aligned blocks */
+    /* Compact column indices (imrt_spmv_ws_pack), or NULL: col16[k] ==
+     * D->col[k] for the dij `packed` (compared by address, rowptr and nnz). */
+    uint16_t *col16;         /* packed_nnz entries */
+    const imrt_dij *packed;  /* the dij they were made from */
+    const int64_t *packed_rowptr;
+    int64_t packed_nnz;
 };
+
+/* Compact indices for D from ws, or NULL when the workspace has none for it. */
+static inline const uint16_t *imrt_spmv_ws_col16(const imrt_spmv_ws *ws, const imrt_dij *D)
+{
+    return (ws && ws->col16 && ws->packed == D && ws->packed_rowptr == D->rowptr &&
+            ws->packed_nnz == D->nnz)
+               ? ws->col16
+               : NULL;
+}
 
 /* Derivative contributed by one term at dose d (see imrt_voxel_term). */
 static inline double imrt_term_eval(const imrt_voxel_term *t, double d)

@@ -2,13 +2,20 @@
  * engine/spmv_omp.c - OpenMP kernels of the dij products (spmv_csr_*_omp).
  *
  * Rows are split into the workspace's chunks (about equal non-zeros, fixed
- * at workspace creation). D·x is row-parallel. D^T products accumulate each
+ * at workspace creation, several per thread) that the team takes in turn
+ * (schedule(dynamic, 1)). D·x is row-parallel. D^T products accumulate each
  * chunk into its own cache-line-aligned private vector (no false sharing,
  * no atomics) and then sum the chunk vectors in chunk order, the columns
  * shared out among the threads: bitwise reproducible for a fixed chunk
  * count. The fused pass streams every active row once: its dot product
  * with x, the per-voxel derivative, and the scatter of the same row
- * (still in L1) into the chunk's accumulator.
+ * (still in L1/L2) into the chunk's accumulator.
+ *
+ * Every kernel reads its column indices either from D->col (32 bits) or,
+ * when the workspace holds a packed copy (imrt_spmv_ws_pack), from 16-bit
+ * indices: the same loops with a narrower load, so both give bitwise the
+ * same results. The row loops are written once (always-inline, with the
+ * index width a compile-time constant of each caller).
  */
 #include "spmv_impl.h"
 
@@ -29,6 +36,18 @@
  * identical to a parallel run with the same chunk count. */
 #define SPMV_OMP_MIN_NNZ 16384
 
+#if defined(__GNUC__)
+#define SPMV_INLINE static inline __attribute__((always_inline))
+#else
+#define SPMV_INLINE static inline
+#endif
+
+/* Column index storage of one call: 32-bit D->col or 16-bit packed. */
+typedef struct {
+    const int32_t *c32;
+    const uint16_t *c16;
+} cols_t;
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 
@@ -47,8 +66,8 @@ static inline uint64_t col_pair(const int32_t *restrict col, int64_t k)
 /* Dot product of row [k0, k1) with x: eight entries per step in four
  * two-lane partial sums (breaks the add latency chain); the summation order
  * depends only on the row, never on the thread count. */
-static inline double row_dot(const float *restrict val, const int32_t *restrict col,
-                             const double *restrict x, int64_t k0, int64_t k1)
+static inline double row_dot32(const float *restrict val, const int32_t *restrict col,
+                               const double *restrict x, int64_t k0, int64_t k1)
 {
     __m128d s0 = _mm_setzero_pd(), s1 = _mm_setzero_pd();
     __m128d s2 = _mm_setzero_pd(), s3 = _mm_setzero_pd();
@@ -75,8 +94,8 @@ static inline double row_dot(const float *restrict val, const int32_t *restrict 
 
 /* acc[col[k]] += a * val[k] over row [k0, k1); columns within a row are
  * distinct, so the updates are independent of each other. */
-static inline void row_axpy(const float *restrict val, const int32_t *restrict col,
-                            double *restrict acc, double a, int64_t k0, int64_t k1)
+static inline void row_axpy32(const float *restrict val, const int32_t *restrict col,
+                              double *restrict acc, double a, int64_t k0, int64_t k1)
 {
     const __m128d av = _mm_set1_pd(a);
     int64_t k = k0;
@@ -96,39 +115,115 @@ static inline void row_axpy(const float *restrict val, const int32_t *restrict c
         acc[col[k]] += a * (double)val[k];
 }
 
-#else /* portable C */
-
-static inline double row_dot(const float *restrict val, const int32_t *restrict col,
-                             const double *restrict x, int64_t k0, int64_t k1)
+/* Four 16-bit column indices from one 8-byte load. */
+static inline uint64_t col_quad(const uint16_t *restrict col, int64_t k)
 {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    uint64_t p;
+    memcpy(&p, col + k, sizeof p);
+    return p;
+}
+#define QUAD(p, i) ((uint32_t)((p) >> (16 * (i))) & 0xffffu)
+
+/* row_dot32 with 16-bit indices: same partial sums, same order. */
+static inline double row_dot16(const float *restrict val, const uint16_t *restrict col,
+                               const double *restrict x, int64_t k0, int64_t k1)
+{
+    __m128d s0 = _mm_setzero_pd(), s1 = _mm_setzero_pd();
+    __m128d s2 = _mm_setzero_pd(), s3 = _mm_setzero_pd();
     int64_t k = k0;
-    for (; k + 4 <= k1; k += 4) {
-        s0 += (double)val[k] * x[col[k]];
-        s1 += (double)val[k + 1] * x[col[k + 1]];
-        s2 += (double)val[k + 2] * x[col[k + 2]];
-        s3 += (double)val[k + 3] * x[col[k + 3]];
+    for (; k + 8 <= k1; k += 8) {
+        const uint64_t p0 = col_quad(col, k), p1 = col_quad(col, k + 4);
+        const __m128 va = _mm_loadu_ps(val + k), vb = _mm_loadu_ps(val + k + 4);
+        const __m128d x0 = _mm_loadh_pd(_mm_load_sd(x + QUAD(p0, 0)), x + QUAD(p0, 1));
+        const __m128d x1 = _mm_loadh_pd(_mm_load_sd(x + QUAD(p0, 2)), x + QUAD(p0, 3));
+        const __m128d x2 = _mm_loadh_pd(_mm_load_sd(x + QUAD(p1, 0)), x + QUAD(p1, 1));
+        const __m128d x3 = _mm_loadh_pd(_mm_load_sd(x + QUAD(p1, 2)), x + QUAD(p1, 3));
+        s0 = _mm_add_pd(s0, _mm_mul_pd(_mm_cvtps_pd(va), x0));
+        s1 = _mm_add_pd(s1, _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(va, va)), x1));
+        s2 = _mm_add_pd(s2, _mm_mul_pd(_mm_cvtps_pd(vb), x2));
+        s3 = _mm_add_pd(s3, _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(vb, vb)), x3));
     }
+    const __m128d s = _mm_add_pd(_mm_add_pd(s0, s1), _mm_add_pd(s2, s3));
+    double r = _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
     for (; k < k1; k++)
-        s0 += (double)val[k] * x[col[k]];
-    return (s0 + s1) + (s2 + s3);
+        r += (double)val[k] * x[col[k]];
+    return r;
 }
 
-static inline void row_axpy(const float *restrict val, const int32_t *restrict col,
-                            double *restrict acc, double a, int64_t k0, int64_t k1)
+/* row_axpy32 with 16-bit indices. */
+static inline void row_axpy16(const float *restrict val, const uint16_t *restrict col,
+                              double *restrict acc, double a, int64_t k0, int64_t k1)
 {
-    for (int64_t k = k0; k < k1; k++)
+    const __m128d av = _mm_set1_pd(a);
+    int64_t k = k0;
+    for (; k + 4 <= k1; k += 4) {
+        const uint64_t p = col_quad(col, k);
+        const __m128 v = _mm_loadu_ps(val + k);
+        const __m128d q0 = _mm_mul_pd(av, _mm_cvtps_pd(v));
+        const __m128d q1 = _mm_mul_pd(av, _mm_cvtps_pd(_mm_movehl_ps(v, v)));
+        double *a0 = acc + QUAD(p, 0), *a1 = acc + QUAD(p, 1);
+        double *a2 = acc + QUAD(p, 2), *a3 = acc + QUAD(p, 3);
+        _mm_store_sd(a0, _mm_add_sd(_mm_load_sd(a0), q0));
+        _mm_store_sd(a1, _mm_add_sd(_mm_load_sd(a1), _mm_unpackhi_pd(q0, q0)));
+        _mm_store_sd(a2, _mm_add_sd(_mm_load_sd(a2), q1));
+        _mm_store_sd(a3, _mm_add_sd(_mm_load_sd(a3), _mm_unpackhi_pd(q1, q1)));
+    }
+    for (; k < k1; k++)
         acc[col[k]] += a * (double)val[k];
 }
 
+#else /* portable C */
+
+#define PORTABLE_ROW_KERNELS(SUFFIX, T)                                                       \
+    static inline double row_dot##SUFFIX(const float *restrict val, const T *restrict col,     \
+                                         const double *restrict x, int64_t k0, int64_t k1)     \
+    {                                                                                          \
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;                                         \
+        int64_t k = k0;                                                                        \
+        for (; k + 4 <= k1; k += 4) {                                                          \
+            s0 += (double)val[k] * x[col[k]];                                                  \
+            s1 += (double)val[k + 1] * x[col[k + 1]];                                          \
+            s2 += (double)val[k + 2] * x[col[k + 2]];                                          \
+            s3 += (double)val[k + 3] * x[col[k + 3]];                                          \
+        }                                                                                      \
+        for (; k < k1; k++)                                                                    \
+            s0 += (double)val[k] * x[col[k]];                                                  \
+        return (s0 + s1) + (s2 + s3);                                                          \
+    }                                                                                          \
+    static inline void row_axpy##SUFFIX(const float *restrict val, const T *restrict col,      \
+                                        double *restrict acc, double a, int64_t k0, int64_t k1) \
+    {                                                                                          \
+        for (int64_t k = k0; k < k1; k++)                                                      \
+            acc[col[k]] += a * (double)val[k];                                                 \
+    }
+PORTABLE_ROW_KERNELS(32, int32_t)
+PORTABLE_ROW_KERNELS(16, uint16_t)
+
 #endif
+
+/* The row kernels on either index width; `packed` is a constant in every
+ * caller, so the branch disappears. */
+SPMV_INLINE double row_dot(const float *restrict val, cols_t cl, int packed,
+                           const double *restrict x, int64_t k0, int64_t k1)
+{
+    return packed ? row_dot16(val, cl.c16, x, k0, k1) : row_dot32(val, cl.c32, x, k0, k1);
+}
+
+SPMV_INLINE void row_axpy(const float *restrict val, cols_t cl, int packed,
+                          double *restrict acc, double a, int64_t k0, int64_t k1)
+{
+    if (packed)
+        row_axpy16(val, cl.c16, acc, a, k0, k1);
+    else
+        row_axpy32(val, cl.c32, acc, a, k0, k1);
+}
 
 /* out[j] (+)= sum over chunks c of acc_c[j] for j < n, columns shared out
  * among the team; called inside a parallel region after a barrier. */
 static void reduce_chunks(const imrt_spmv_ws *ws, size_t offset, double *restrict out, size_t n,
                           int accumulate)
 {
-    const int nc = ws->threads;
+    const int nc = ws->nchunks;
 #pragma omp for schedule(static)
     for (size_t j = 0; j < n; j++) {
         double s = accumulate ? out[j] : 0.0;
@@ -138,39 +233,81 @@ static void reduce_chunks(const imrt_spmv_ws *ws, size_t offset, double *restric
     }
 }
 
-void imrt_spmv_csr_matvec_omp(const imrt_dij *D, const double *restrict x, double *restrict d,
-                              imrt_spmv_ws *ws)
+SPMV_INLINE void matvec_body(const imrt_dij *D, cols_t cl, int packed,
+                             const double *restrict x, double *restrict d, imrt_spmv_ws *ws)
 {
     const int64_t *rowptr = D->rowptr;
-    const int32_t *col = D->col;
     const float *val = D->val;
-    const int nc = ws->threads;
-#pragma omp parallel for num_threads(nc) schedule(static, 1) \
+    const int nc = ws->nchunks;
+#pragma omp parallel for num_threads(ws->threads) schedule(dynamic, 1) \
     if (D->nnz >= SPMV_OMP_MIN_NNZ)
     for (int c = 0; c < nc; c++)
         for (int64_t r = ws->split[c]; r < ws->split[c + 1]; r++)
-            d[r] = row_dot(val, col, x, rowptr[r], rowptr[r + 1]);
+            d[r] = row_dot(val, cl, packed, x, rowptr[r], rowptr[r + 1]);
 }
 
-void imrt_spmv_csr_rmatvec_omp(const imrt_dij *D, const double *restrict w, double *restrict g,
-                               imrt_spmv_ws *ws)
+void imrt_spmv_csr_matvec_omp(const imrt_dij *D, const double *restrict x, double *restrict d,
+                              imrt_spmv_ws *ws)
+{
+    const cols_t cl = {D->col, imrt_spmv_ws_col16(ws, D)};
+    if (cl.c16)
+        matvec_body(D, cl, 1, x, d, ws);
+    else
+        matvec_body(D, cl, 0, x, d, ws);
+}
+
+SPMV_INLINE void rmatvec_body(const imrt_dij *D, cols_t cl, int packed,
+                              const double *restrict w, double *restrict g, imrt_spmv_ws *ws)
 {
     const int64_t *rowptr = D->rowptr;
-    const int32_t *col = D->col;
     const float *val = D->val;
-    const int nc = ws->threads;
+    const int nc = ws->nchunks;
     const size_t ncols = (size_t)D->ncols;
-#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
+#pragma omp parallel num_threads(ws->threads) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < nc; c++) {
             double *acc = ws->acc + (size_t)c * ws->block;
             memset(acc, 0, ncols * sizeof *acc);
             for (int64_t r = ws->split[c]; r < ws->split[c + 1]; r++)
                 if (w[r] != 0.0)
-                    row_axpy(val, col, acc, w[r], rowptr[r], rowptr[r + 1]);
+                    row_axpy(val, cl, packed, acc, w[r], rowptr[r], rowptr[r + 1]);
         }
         reduce_chunks(ws, 0, g, ncols, 0);
+    }
+}
+
+void imrt_spmv_csr_rmatvec_omp(const imrt_dij *D, const double *restrict w, double *restrict g,
+                               imrt_spmv_ws *ws)
+{
+    const cols_t cl = {D->col, imrt_spmv_ws_col16(ws, D)};
+    if (cl.c16)
+        rmatvec_body(D, cl, 1, w, g, ws);
+    else
+        rmatvec_body(D, cl, 0, w, g, ws);
+}
+
+SPMV_INLINE void rows_body(const imrt_dij *D, cols_t cl, int packed, int64_t n,
+                           const int64_t *restrict rows, const double *restrict w,
+                           double *restrict g, imrt_spmv_ws *ws)
+{
+    const int64_t *rowptr = D->rowptr;
+    const float *val = D->val;
+    const int nc = ws->nchunks;
+    const size_t ncols = (size_t)D->ncols;
+#pragma omp parallel num_threads(ws->threads) if (D->nnz >= SPMV_OMP_MIN_NNZ)
+    {
+#pragma omp for schedule(dynamic, 1)
+        for (int c = 0; c < nc; c++) {
+            double *acc = ws->acc + (size_t)c * ws->block;
+            memset(acc, 0, ncols * sizeof *acc);
+            const int64_t i0 = n * c / nc, i1 = n * (c + 1) / nc;
+            for (int64_t i = i0; i < i1; i++) {
+                const int64_t r = rows[i];
+                row_axpy(val, cl, packed, acc, w[i], rowptr[r], rowptr[r + 1]);
+            }
+        }
+        reduce_chunks(ws, 0, g, ncols, 1);
     }
 }
 
@@ -179,24 +316,89 @@ void imrt_spmv_csr_rows_omp(const imrt_dij *D, int64_t n, const int64_t *restric
 {
     if (n <= 0)
         return;
+    const cols_t cl = {D->col, imrt_spmv_ws_col16(ws, D)};
+    if (cl.c16)
+        rows_body(D, cl, 1, n, rows, w, g, ws);
+    else
+        rows_body(D, cl, 0, n, rows, w, g, ws);
+}
+
+/* Derivative program of row r (class cls >= 1, dose s): scatter the row
+ * into each channel with a non-zero derivative. */
+SPMV_INLINE void scatter_row(const imrt_dij *D, cols_t cl, int packed,
+                             const imrt_voxel_program *p, int cls, double s, int64_t r,
+                             double *restrict acc, size_t stride)
+{
+    const int32_t *cs = p->class_start;
+    const imrt_voxel_term *term = p->term;
+    int32_t t = cs[cls];
+    const int32_t te = cs[cls + 1];
+    while (t < te) {
+        const int32_t ch = term[t].channel;
+        double deriv = 0.0;
+        do {
+            deriv += imrt_term_eval(&term[t], s);
+            t++;
+        } while (t < te && term[t].channel == ch);
+        if (deriv != 0.0)
+            row_axpy(D->val, cl, packed, acc + (size_t)ch * stride, deriv, D->rowptr[r],
+                     D->rowptr[r + 1]);
+    }
+}
+
+/* One chunk of the fused pass, software-pipelined by blocks of rows: while
+ * the dot products of block b stream from memory, the rows of block b-1
+ * (read a block ago, still in L2) are scattered, one scatter between two
+ * dot products, so that the out-of-order core overlaps the scatter's
+ * arithmetic with the stream's memory latency and the hardware prefetcher
+ * never sees the stream stop. Rows are scattered in row order, as in the
+ * unpipelined loop: the result does not depend on the blocking. */
+SPMV_INLINE void fused_chunk(const imrt_dij *D, cols_t cl, int packed, const double *restrict x,
+                             const imrt_voxel_program *p, double *restrict d,
+                             double *restrict acc, size_t stride, int64_t r0, int64_t r1)
+{
     const int64_t *rowptr = D->rowptr;
-    const int32_t *col = D->col;
     const float *val = D->val;
-    const int nc = ws->threads;
+    const uint16_t *rc = p->row_class;
+    int64_t pb = r0, pe = r0; /* previous block, still to scatter */
+    for (int64_t rb = r0; rb < r1; rb += FUSED_BLOCK_ROWS) {
+        const int64_t re = IMRT_MIN(rb + FUSED_BLOCK_ROWS, r1);
+        for (int64_t i = 0; i < re - rb; i++) {
+            const int64_t r = rb + i, q = pb + i;
+            if (rc[r])
+                d[r] = row_dot(val, cl, packed, x, rowptr[r], rowptr[r + 1]);
+            if (q < pe && rc[q])
+                scatter_row(D, cl, packed, p, rc[q], d[q], q, acc, stride);
+        }
+        for (int64_t q = pb + (re - rb); q < pe; q++) /* the last block may be short */
+            if (rc[q])
+                scatter_row(D, cl, packed, p, rc[q], d[q], q, acc, stride);
+        pb = rb;
+        pe = re;
+    }
+    for (int64_t q = pb; q < pe; q++)
+        if (rc[q])
+            scatter_row(D, cl, packed, p, rc[q], d[q], q, acc, stride);
+}
+
+SPMV_INLINE void fused_body(const imrt_dij *D, cols_t cl, int packed, const double *restrict x,
+                            const imrt_voxel_program *p, double *restrict d,
+                            double *restrict g, imrt_spmv_ws *ws)
+{
+    const int nc = ws->nchunks;
+    const int nch = p->nchannels;
     const size_t ncols = (size_t)D->ncols;
-#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
+    const size_t stride = ws->stride;
+#pragma omp parallel num_threads(ws->threads) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < nc; c++) {
             double *acc = ws->acc + (size_t)c * ws->block;
-            memset(acc, 0, ncols * sizeof *acc);
-            const int64_t i0 = n * c / nc, i1 = n * (c + 1) / nc;
-            for (int64_t i = i0; i < i1; i++) {
-                const int64_t r = rows[i];
-                row_axpy(val, col, acc, w[i], rowptr[r], rowptr[r + 1]);
-            }
+            memset(acc, 0, (size_t)nch * stride * sizeof *acc);
+            fused_chunk(D, cl, packed, x, p, d, acc, stride, ws->split[c], ws->split[c + 1]);
         }
-        reduce_chunks(ws, 0, g, ncols, 1);
+        for (int ch = 0; ch < nch; ch++)
+            reduce_chunks(ws, (size_t)ch * stride, g + (size_t)ch * ncols, ncols, 0);
     }
 }
 
@@ -204,49 +406,9 @@ void imrt_spmv_csr_fused_omp(const imrt_dij *D, const double *restrict x,
                              const imrt_voxel_program *p, double *restrict d, double *restrict g,
                              imrt_spmv_ws *ws)
 {
-    const int64_t *rowptr = D->rowptr;
-    const int32_t *col = D->col;
-    const float *val = D->val;
-    const uint16_t *rc = p->row_class;
-    const int32_t *cs = p->class_start;
-    const imrt_voxel_term *term = p->term;
-    const int nc = ws->threads;
-    const int nch = p->nchannels;
-    const size_t ncols = (size_t)D->ncols;
-    const size_t stride = ws->stride;
-#pragma omp parallel num_threads(nc) if (D->nnz >= SPMV_OMP_MIN_NNZ)
-    {
-#pragma omp for schedule(static, 1)
-        for (int c = 0; c < nc; c++) {
-            double *acc = ws->acc + (size_t)c * ws->block;
-            memset(acc, 0, (size_t)nch * stride * sizeof *acc);
-            for (int64_t rb = ws->split[c]; rb < ws->split[c + 1]; rb += FUSED_BLOCK_ROWS) {
-                const int64_t re = IMRT_MIN(rb + FUSED_BLOCK_ROWS, ws->split[c + 1]);
-                for (int64_t r = rb; r < re; r++)
-                    if (rc[r])
-                        d[r] = row_dot(val, col, x, rowptr[r], rowptr[r + 1]);
-                for (int64_t r = rb; r < re; r++) {
-                    const int cls = rc[r];
-                    if (cls == 0)
-                        continue;
-                    const double s = d[r];
-                    int32_t t = cs[cls];
-                    const int32_t te = cs[cls + 1];
-                    while (t < te) {
-                        const int32_t ch = term[t].channel;
-                        double deriv = 0.0;
-                        do {
-                            deriv += imrt_term_eval(&term[t], s);
-                            t++;
-                        } while (t < te && term[t].channel == ch);
-                        if (deriv != 0.0)
-                            row_axpy(val, col, acc + (size_t)ch * stride, deriv, rowptr[r],
-                                     rowptr[r + 1]);
-                    }
-                }
-            }
-        }
-        for (int ch = 0; ch < nch; ch++)
-            reduce_chunks(ws, (size_t)ch * stride, g + (size_t)ch * ncols, ncols, 0);
-    }
+    const cols_t cl = {D->col, imrt_spmv_ws_col16(ws, D)};
+    if (cl.c16)
+        fused_body(D, cl, 1, x, p, d, g, ws);
+    else
+        fused_body(D, cl, 0, x, p, d, g, ws);
 }

@@ -311,6 +311,87 @@ static void test_determinism_and_thread_counts(void **state)
     tdu_free(&D);
 }
 
+/* The 16-bit packed column indices: every optimised kernel gives bitwise
+ * the same result with and without them (same arithmetic, same order),
+ * including rows shorter than the unrolled steps; the pack is refused for
+ * too many columns or a workspace of another shape, and its allocation
+ * failure leaves the workspace usable. */
+static void test_packed_indices_bitwise_equal(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    make_dij(&D, 2600, 300, 81);
+    const size_t m = (size_t)D.nrows, n = (size_t)D.ncols;
+    test_program tp;
+    make_program(&tp, D.nrows);
+    double *x = random_vec(n, 0.0, 0.4, 9), *w = random_vec(m, -1.0, 1.0, 10);
+    const int64_t nl = 200;
+    int64_t *rows = imrt_calloc((size_t)nl, sizeof *rows);
+    uint64_t s = 5;
+    for (int64_t i = 0; i < nl; i++)
+        rows[i] = (int64_t)(tdu_uniform(&s) * (double)m);
+    imrt_spmv_kernels opt;
+    imrt_spmv_kernels_optimised(&opt);
+    double *d[2], *g[2], *gt[2], *gr[2];
+    for (int i = 0; i < NTC; i++) {
+        for (int v = 0; v < 2; v++) {
+            imrt_spmv_ws *ws = NULL;
+            assert_ok(imrt_spmv_ws_create(&D, thread_counts[i], 3, tp.rc, &ws));
+            assert_int_equal(imrt_spmv_ws_packed(ws, &D), 0);
+            if (v) {
+                assert_ok(imrt_spmv_ws_pack(ws, &D));
+                assert_ok(imrt_spmv_ws_pack(ws, &D)); /* again: nothing to do */
+                assert_int_equal(imrt_spmv_ws_packed(ws, &D), 1);
+            }
+            d[v] = imrt_calloc(m, sizeof(double));
+            g[v] = imrt_calloc(3 * n, sizeof(double));
+            gt[v] = imrt_calloc(n, sizeof(double));
+            gr[v] = imrt_calloc(n, sizeof(double));
+            opt.fused(&D, x, &tp.p, d[v], g[v], ws);
+            opt.rmatvec(&D, w, gt[v], ws);
+            opt.rows(&D, nl, rows, w, gr[v], ws);
+            opt.matvec(&D, x, d[v], ws); /* every row, over the fused dose */
+            imrt_spmv_ws_destroy(&ws);
+        }
+        assert_memory_equal(d[0], d[1], m * sizeof(double));
+        assert_memory_equal(g[0], g[1], 3 * n * sizeof(double));
+        assert_memory_equal(gt[0], gt[1], n * sizeof(double));
+        assert_memory_equal(gr[0], gr[1], n * sizeof(double));
+        for (int v = 0; v < 2; v++)
+            imrt_free(d[v]), imrt_free(g[v]), imrt_free(gt[v]), imrt_free(gr[v]);
+    }
+
+    /* a workspace for another dij (other column count) is refused */
+    imrt_dij E;
+    make_dij(&E, 50, 7, 82);
+    imrt_spmv_ws *ws = NULL;
+    assert_ok(imrt_spmv_ws_create(&E, 2, 1, NULL, &ws));
+    assert_int_equal(imrt_spmv_ws_pack(ws, &D), IMRT_ERR_ARG);
+    assert_non_null(strstr(imrt_last_error(), "300"));
+    assert_int_equal(imrt_spmv_ws_pack(NULL, &D), IMRT_ERR_ARG);
+    /* allocation failure: the workspace stays unpacked and usable */
+    imrt_alloc_fail_after(1);
+    assert_int_equal(imrt_spmv_ws_pack(ws, &E), IMRT_ERR_NOMEM);
+    imrt_alloc_fail_after(0);
+    assert_int_equal(imrt_spmv_ws_packed(ws, &E), 0);
+    imrt_spmv_ws_destroy(&ws);
+    tdu_free(&E);
+
+    /* more columns than 16 bits can index */
+    const double A[2] = {1.0, 2.0};
+    assert_int_equal(tdu_from_dense(&E, 1, 2, A), 0);
+    E.ncols = IMRT_SPMV_PACK16_MAX_COLS + 1;
+    assert_ok(imrt_spmv_ws_create(&E, 1, 1, NULL, &ws));
+    assert_int_equal(imrt_spmv_ws_pack(ws, &E), IMRT_ERR_RANGE);
+    assert_non_null(strstr(imrt_last_error(), "65537"));
+    imrt_spmv_ws_destroy(&ws);
+    E.ncols = 2;
+    tdu_free(&E);
+
+    imrt_free(rows), imrt_free(tp.rc), imrt_free(x), imrt_free(w);
+    tdu_free(&D);
+}
+
 static void test_split_balances_nonzeros(void **state)
 {
     (void)state;
@@ -319,16 +400,19 @@ static void test_split_balances_nonzeros(void **state)
     int64_t longest = 0;
     for (int64_t r = 0; r < D.nrows; r++)
         longest = IMRT_TEST_MAX(longest, D.rowptr[r + 1] - D.rowptr[r]);
-    /* chunks hold total/T non-zeros, give or take one row */
+    /* chunks (one for one thread, 8 per thread otherwise) hold total/C
+     * non-zeros, give or take one row */
     for (int T = 1; T <= 5; T++) {
         imrt_spmv_ws *ws = NULL;
         assert_ok(imrt_spmv_ws_create(&D, T, 1, NULL, &ws));
+        const int C = ws->nchunks;
+        assert_int_equal(C, T == 1 ? 1 : T * IMRT_SPMV_CHUNKS_PER_THREAD);
         assert_int_equal(ws->split[0], 0);
-        assert_int_equal(ws->split[T], D.nrows);
-        for (int c = 0; c < T; c++) {
+        assert_int_equal(ws->split[C], D.nrows);
+        for (int c = 0; c < C; c++) {
             assert_true(ws->split[c + 1] >= ws->split[c]);
             int64_t nnz = D.rowptr[ws->split[c + 1]] - D.rowptr[ws->split[c]];
-            assert_true(llabs(nnz * T - D.nnz) <= T * longest);
+            assert_true(llabs(nnz * C - D.nnz) <= C * longest);
         }
         imrt_spmv_ws_destroy(&ws);
     }
@@ -434,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_rows_kernel),
         cmocka_unit_test(test_fused_matches_two_pass),
         cmocka_unit_test(test_determinism_and_thread_counts),
+        cmocka_unit_test(test_packed_indices_bitwise_equal),
         cmocka_unit_test(test_split_balances_nonzeros),
         cmocka_unit_test(test_dose_entry_point_and_kernel_choice),
         cmocka_unit_test(test_check_rejects_bad_csr),
