@@ -245,6 +245,11 @@ static void print_help(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Testing aid (tests/test_badinput.c): fail the N-th allocation of the
+     * engine, so that every error path of a real run can be exercised. */
+    const char *fail_after = getenv("IMRT_TEST_ALLOC_FAIL");
+    if (fail_after && *fail_after)
+        imrt_alloc_fail_after(strtol(fail_after, NULL, 10));
     if (argc < 2) {
         print_help(stderr);
         return IMRT_EXIT_USAGE;
