@@ -41,6 +41,12 @@ int imrt_cli_fail(const char *cmd, imrt_status st)
     return imrt_cli_exit_code(st);
 }
 
+int imrt_cli_fail_input(const char *cmd, imrt_status st)
+{
+    int rc = imrt_cli_fail(cmd, st);
+    return st == IMRT_ERR_IO ? IMRT_EXIT_INPUT : rc;
+}
+
 int imrt_cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;

@@ -185,11 +185,12 @@ int imrt_cmd_dij(int argc, char **argv)
     imrt_context_set_progress(ctx, imrt_cli_dose_progress, &ps);
     if (st == IMRT_OK)
         st = imrt_dij_build(ctx, dph, bs, &m, &o, &dij);
+    const int reading = st != IMRT_OK;
     if (st == IMRT_OK)
         st = imrt_dij_save(dij, out);
     int rc = IMRT_EXIT_OK;
     if (st != IMRT_OK)
-        rc = imrt_cli_fail("dij", st);
+        rc = reading ? imrt_cli_fail_input("dij", st) : imrt_cli_fail("dij", st);
     else if (!c.quiet)
         fprintf(stderr, "imrt dij: wrote %s (%.1f s)\n", out, wall_seconds() - ps.start);
     imrt_dij_destroy(&dij);

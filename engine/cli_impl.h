@@ -51,6 +51,11 @@ int imrt_cli_exit_code(imrt_status st);
 /* Print "imrt CMD: <library message or status text>" and return the exit code. */
 int imrt_cli_fail(const char *cmd, imrt_status st);
 
+/* As imrt_cli_fail for a failure while reading the inputs (before any
+ * output is written): an IMRT_ERR_IO there is an unreadable input file, so
+ * the exit code is IMRT_EXIT_INPUT rather than IMRT_EXIT_OUTPUT. */
+int imrt_cli_fail_input(const char *cmd, imrt_status st);
+
 /* Print a usage error ("imrt CMD: MSG; see 'imrt CMD --help'") and return 2. */
 int imrt_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -147,6 +147,7 @@ int imrt_cmd_optimize(int argc, char **argv)
         run->threads = imrt_context_threads(ctx);
         st = imrt_run_optimise(ctx, run);
     }
+    const int reading = st != IMRT_OK;
     if (st == IMRT_OK && out_dir)
         st = write_outputs(run, out_dir, c.force);
     if (st == IMRT_OK && !c.quiet) {
@@ -166,7 +167,9 @@ int imrt_cmd_optimize(int argc, char **argv)
                m->goals_failed, m->ngoals, run->stats.f, run->stats.iterations,
                run->stats.wall_s);
     }
-    int rc = st == IMRT_OK ? IMRT_EXIT_OK : imrt_cli_fail("optimize", st);
+    int rc = st == IMRT_OK ? IMRT_EXIT_OK
+             : reading      ? imrt_cli_fail_input("optimize", st)
+                            : imrt_cli_fail("optimize", st);
     imrt_dij_destroy(&dij);
     imrt_run_destroy(&run);
     imrt_context_destroy(&ctx);

@@ -143,6 +143,7 @@ int imrt_cmd_plan(int argc, char **argv)
     imrt_comparison *cmp = NULL;
     char *table = NULL;
     imrt_status st = imrt_run_plan(ctx, spec, &ro, &run);
+    const int reading = st != IMRT_OK;
     if (st == IMRT_OK)
         st = imrt_run_write(run, out_dir, c.force);
     if (st == IMRT_OK && !c.quiet) {
@@ -167,7 +168,9 @@ int imrt_cmd_plan(int argc, char **argv)
             printf("report: %s/report.html\n", out_dir);
         }
     }
-    int rc = st == IMRT_OK ? IMRT_EXIT_OK : imrt_cli_fail("plan", st);
+    int rc = st == IMRT_OK ? IMRT_EXIT_OK
+             : reading      ? imrt_cli_fail_input("plan", st)
+                            : imrt_cli_fail("plan", st);
     imrt_free(table);
     imrt_compare_destroy(&cmp);
     imrt_run_destroy(&run);

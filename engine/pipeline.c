@@ -107,6 +107,7 @@ imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt_in,
 {
     imrt_status status = IMRT_OK;
     imrt_run *run = NULL;
+    uint8_t *seen = NULL;
     imrt_run_options defopt;
     if (!opt_in) {
         imrt_run_options_default(&defopt);
@@ -136,6 +137,21 @@ imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt_in,
     snprintf(run->target, sizeof run->target, "%s", run->dose_phantom->structures[tgt].name);
     IMRT_TRY(imrt_beamset_create(run->dose_phantom, plan, plan->beams, plan->nbeams, run->target,
                                  &run->beams));
+    /* a target that no beamlet's central ray reaches cannot be planned: say so
+     * now, not after the dij and the optimisation */
+    {
+        const int32_t nbl = imrt_beamset_nbeamlets(run->beams);
+        IMRT_ALLOC(seen, nbl);
+        IMRT_TRY(imrt_beamset_aperture(run->beams, run->dose_phantom, run->target, 0.0, seen));
+        int any = 0;
+        for (int32_t j = 0; j < nbl && !any; j++)
+            any = seen[j] != 0;
+        if (!any)
+            IMRT_FAIL(IMRT_ERR_RANGE,
+                      "%s: no beam reaches the prescription target '%s' (no beamlet's central "
+                      "ray crosses it): check the beams' isocentre_mm and field_mm",
+                      spec_path, run->target);
+    }
     const imrt_grid *pg = &run->phantom->grid, *dg = &run->dose_phantom->grid;
     run->t_phantom = now_s() - t;
     run_log(run, opt,
@@ -146,6 +162,7 @@ imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt_in,
     *out = run;
     run = NULL;
 cleanup:
+    imrt_free(seen);
     imrt_run_destroy(&run);
     return status;
 }

@@ -1958,8 +1958,13 @@ static imrt_status parse_beam(const spec_ctx *c, json_t *v, const char *bp, imrt
     char gp[PATH_LEN], cp[PATH_LEN];
     join_key(gp, bp, "gantry_deg");
     join_key(cp, bp, "couch_deg");
-    if (json_is_number(v)) {
+    json_t *gv = json_is_number(v) ? v : json_is_object(v) ? json_object_get(v, "gantry_deg") : NULL;
+    if (json_is_number(v))
         snprintf(gp, sizeof gp, "%s", bp);
+    if (json_is_number(gv) && !(json_number_value(gv) >= 0.0))
+        return perr(c, IMRT_ERR_RANGE, gp, "must be in [0, 360) degrees (got %g; write %g)",
+                    json_number_value(gv), fmod(json_number_value(gv), 360.0) + 360.0);
+    if (json_is_number(v)) {
         st = num_value(c, v, bp, 0.0, 360.0, 0, "degrees (gantry)", &b->gantry_deg);
     } else {
         st = need_object(c, v, bp);
@@ -1978,6 +1983,20 @@ static imrt_status parse_beam(const spec_ctx *c, json_t *v, const char *bp, imrt
             b->has_isocentre = 1;
             st = get_vec(c, v, bp, "isocentre_mm", 1, 3, -MAX_COORD_MM, MAX_COORD_MM, 0, "mm",
                          b->isocentre);
+            double lo[3], hi[3];
+            if (st == IMRT_OK && c->phantom) {
+                imrt_grid_bounds(&c->phantom->grid, lo, hi);
+                for (int a = 0; a < 3 && st == IMRT_OK; a++)
+                    if (!(b->isocentre[a] >= lo[a] && b->isocentre[a] <= hi[a])) {
+                        char ip[PATH_LEN];
+                        join_key(ip, bp, "isocentre_mm");
+                        st = perr(c, IMRT_ERR_RANGE, ip,
+                                  "must lie inside the phantom grid (x %g..%g, y %g..%g, "
+                                  "z %g..%g mm; got %c = %g)",
+                                  lo[0], hi[0], lo[1], hi[1], lo[2], hi[2], "xyz"[a],
+                                  b->isocentre[a]);
+                    }
+            }
         }
         if (st == IMRT_OK && json_object_get(v, "field_mm")) {
             b->open_field = 1;
@@ -2005,10 +2024,14 @@ static imrt_status parse_beam(const spec_ctx *c, json_t *v, const char *bp, imrt
 static imrt_status parse_beam_list(spec_ctx *c, json_t *arr, const char *kp, imrt_beam_def **out,
                                    int *nout)
 {
-    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > MAX_BEAMS)
+    if (!json_is_array(arr))
         return perr(c, IMRT_ERR_PARSE, kp,
                     "must be an array of 1 to %d beams (gantry angles or beam objects; got %s)",
                     MAX_BEAMS, json_type_name(arr));
+    if (json_array_size(arr) == 0 || json_array_size(arr) > MAX_BEAMS)
+        return perr(c, IMRT_ERR_RANGE, kp,
+                    "must be an array of 1 to %d beams (got %zu beams)", MAX_BEAMS,
+                    json_array_size(arr));
     size_t n = json_array_size(arr);
     imrt_beam_def *b = imrt_calloc(n, sizeof *b);
     if (!b)
@@ -2016,7 +2039,17 @@ static imrt_status parse_beam_list(spec_ctx *c, json_t *arr, const char *kp, imr
     for (size_t i = 0; i < n; i++) {
         char bp[PATH_LEN];
         join_index(bp, kp, i);
-        imrt_status st = parse_beam(c, json_array_get(arr, i), bp, &b[i]);
+        json_t *bv = json_array_get(arr, i);
+        imrt_status st = parse_beam(c, bv, bp, &b[i]);
+        /* an explicit name must be unique: it names the beam's outputs */
+        for (size_t j = 0; st == IMRT_OK && json_is_object(bv) && json_object_get(bv, "name") &&
+                           j < i; j++)
+            if (strcmp(b[j].name, b[i].name) == 0) {
+                char np[PATH_LEN];
+                join_key(np, bp, "name");
+                st = perr(c, IMRT_ERR_RANGE, np, "beam name '%s' is already used by %s[%zu]; "
+                          "beam names must be unique", b[i].name, kp, j);
+            }
         if (st != IMRT_OK) {
             imrt_free(b);
             return st;

@@ -668,6 +668,7 @@ static const char *run_case(const bad_case *c, int *skipped)
     replace_all(frags, sizeof frags, "$IN", inpath);
     replace_all(frags, sizeof frags, "$OUT", out);
     replace_all(frags, sizeof frags, "$WORK", work);
+    replace_all(frags, sizeof frags, "$BASE", base);
     save = NULL;
     for (char *f = strtok_r(frags, "|", &save); f; f = strtok_r(NULL, "|", &save))
         if (!contains(err, f)) {
