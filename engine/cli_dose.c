@@ -264,7 +264,28 @@ int imrt_cmd_dose(int argc, char **argv)
     if (mpath)
         st = imrt_machine_load(mpath, &m);
     if (st == IMRT_OK)
-        st = imrt_cli_dose_setup(spec, &ph, &plan, &dph, &bs);
+        st = imrt_cli_dose_setup(spec, imrt_context_max_memory(ctx), &ph, &plan, &dph, &bs);
+    if (st == IMRT_OK) {
+        /* phantoms held, the dose grid and the weights, before allocating */
+        const uint64_t nvp = (uint64_t)imrt_grid_nvox(&ph->grid);
+        const uint64_t nvd = (uint64_t)imrt_grid_nvox(&dph->grid);
+        const uint64_t need = nvp * (4u + (uint64_t)ph->nstructures) +
+                              nvd * (4u + (uint64_t)dph->nstructures) + nvd * sizeof(float) +
+                              (uint64_t)bs->nbeamlets * sizeof(double);
+        const uint64_t budget = imrt_context_max_memory(ctx);
+        if (budget > 0 && need > budget)
+            st = imrt_error(IMRT_ERR_BUDGET,
+                            "%s: the dose calculation needs %.1f MiB (phantom %d x %d x %d, dose "
+                            "grid %d x %d x %d) but the memory budget is %.1f MiB "
+                            "(--max-memory); raise the budget or use a coarser dose_grid_mm "
+                            "(now %g mm: twice as coarse needs about %.1f MiB)",
+                            spec, (double)need / 1048576.0, ph->grid.nx, ph->grid.ny,
+                            ph->grid.nz, dph->grid.nx, dph->grid.ny, dph->grid.nz,
+                            (double)budget / 1048576.0, dph->grid.dx,
+                            (double)(need - nvd * (8u + (uint64_t)dph->nstructures) +
+                                     nvd * (8u + (uint64_t)dph->nstructures) / 8u) /
+                                1048576.0);
+    }
     imrt_dose_options o;
     if (use_cutoff)
         imrt_dose_options_from_plan(plan, &o);

@@ -136,6 +136,7 @@ int imrt_cmd_optimize(int argc, char **argv)
         return IMRT_EXIT_RESOURCE;
     ro.log = log_line;
     ro.log_user = &c;
+    ro.max_memory = imrt_context_max_memory(ctx);
     imrt_run *run = NULL;
     imrt_dij *dij = NULL;
     imrt_status st = imrt_run_load(argv[optind], &ro, &run);

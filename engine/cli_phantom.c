@@ -470,6 +470,11 @@ int imrt_cmd_phantom(int argc, char **argv)
         return IMRT_EXIT_OUTPUT;
     }
 
+    imrt_context *ctx = imrt_cli_context(&common, cmd); /* the memory budget */
+    if (!ctx)
+        return IMRT_EXIT_RESOURCE;
+    sopt.max_memory = imrt_context_max_memory(ctx);
+    imrt_context_destroy(&ctx);
     imrt_phantom *p = NULL;
     imrt_plan *plan = NULL;
     imrt_spec_info *info = NULL;

@@ -138,6 +138,7 @@ int imrt_cmd_plan(int argc, char **argv)
     imrt_context_set_progress(ctx, imrt_cli_dose_progress, &ps);
     ro.log = log_line;
     ro.log_user = &c;
+    ro.max_memory = imrt_context_max_memory(ctx);
 
     imrt_run *run = NULL;
     imrt_comparison *cmp = NULL;

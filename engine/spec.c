@@ -91,6 +91,7 @@ typedef struct {
     int nlines, caplines;
     char base_dir[4096];
     double grid_override;
+    uint64_t max_memory; /* phantom budget in bytes, 0 = none */
     void **blocks;              /* arena of parse-time allocations */
     int nblocks, capblocks;
     material_def *materials;
@@ -1449,6 +1450,56 @@ static imrt_status material_ref(spec_ctx *c, json_t *v, const char *kp, int *out
     return IMRT_OK;
 }
 
+#define IMRT_TRY_ST(expr)           \
+    do {                            \
+        imrt_status try_st_ = (expr); \
+        if (try_st_ != IMRT_OK)     \
+            return try_st_;         \
+    } while (0)
+
+/* Refuse a phantom whose rasterisation would exceed the memory budget,
+ * before allocating it, naming coarser spacings that would fit. */
+static imrt_status check_phantom_budget(const spec_ctx *c, json_t *ph, const char *kp,
+                                        const double size[3], const double sp[3], const int n[3])
+{
+    if (c->max_memory == 0)
+        return IMRT_OK;
+    json_t *sh = json_object_get(ph, "shapes"), *su = json_object_get(ph, "structures");
+    const int nsh = json_is_array(sh) ? (int)json_array_size(sh) : 0;
+    const int nsu = json_is_array(su) ? (int)json_array_size(su) : 0;
+    const uint64_t need = IMRT_SPEC_PHANTOM_BYTES((int64_t)n[0] * n[1] * n[2], nsh, nsu);
+    if (need <= c->max_memory)
+        return IMRT_OK;
+    static const double coarser[] = {1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50};
+    char alt[512] = "";
+    size_t used = 0;
+    int shown = 0;
+    for (size_t q = 0; q < sizeof coarser / sizeof coarser[0] && shown < 3; q++) {
+        const double h = coarser[q];
+        if (h <= fmax(sp[0], fmax(sp[1], sp[2])))
+            continue;
+        double nv = 1.0;
+        for (int a = 0; a < 3; a++)
+            nv *= fmax(1.0, ceil(size[a] / h - 1e-9));
+        const uint64_t b = IMRT_SPEC_PHANTOM_BYTES((int64_t)nv, nsh, nsu);
+        if (b > c->max_memory)
+            continue;
+        int w = snprintf(alt + used, sizeof alt - used, "%s%g mm (%.1f MiB)", shown ? ", " : "",
+                         h, (double)b / 1048576.0);
+        if (w > 0 && (size_t)w < sizeof alt - used)
+            used += (size_t)w;
+        shown++;
+    }
+    return perr(c, IMRT_ERR_BUDGET, kp,
+                "the phantom needs %.1f MiB (%d x %d x %d voxels of %g x %g x %g mm, density "
+                "and %d masks) but the memory budget is %.1f MiB (--max-memory); %s%s",
+                (double)need / 1048576.0, n[0], n[1], n[2], sp[0], sp[1], sp[2], nsh + nsu + 3,
+                (double)c->max_memory / 1048576.0,
+                shown ? "a coarser spacing (--grid or grid.spacing_mm) fits: "
+                      : "no grid spacing up to 50 mm fits; raise the budget",
+                alt);
+}
+
 static imrt_status parse_grid(spec_ctx *c, json_t *ph, const char *path, imrt_grid *g)
 {
     static const char *const gkeys[] = {"size_mm", "spacing_mm", "centre_mm", "comment", NULL};
@@ -1500,6 +1551,7 @@ static imrt_status parse_grid(spec_ctx *c, json_t *ph, const char *path, imrt_gr
         }
         n[a] = (int)cnt;
     }
+    IMRT_TRY_ST(check_phantom_budget(c, ph, kp, size, sp, n));
     double origin[3];
     for (int a = 0; a < 3; a++)
         origin[a] = centre[a] - 0.5 * (n[a] - 1) * sp[a];
@@ -2402,6 +2454,7 @@ imrt_status imrt_spec_parse(const char *text, size_t len, const char *label,
                               "grid spacing option %g mm must be 0 (the spec's) or in [%g, %g] mm",
                               opt->grid_mm, IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM);
         c.grid_override = opt->grid_mm;
+        c.max_memory = opt->max_memory;
     }
     if (len > (size_t)IMRT_SPEC_MAX_BYTES)
         IMRT_FAIL(IMRT_ERR_RANGE, "%s: the spec has %zu bytes, more than the limit of %ld",

@@ -37,6 +37,8 @@ typedef struct {
     int log_every;       /* solver log line every N iterations (default 10; 1 = all) */
     imrt_log_fn log;     /* may be NULL */
     void *log_user;
+    uint64_t max_memory; /* budget for the phantom check at load, bytes (0 = none; the
+                            later stages use the context's budget) */
 } imrt_run_options;
 
 void imrt_run_options_default(imrt_run_options *o);
