@@ -142,8 +142,14 @@ int imrt_cmd_optimize(int argc, char **argv)
     imrt_status st = imrt_run_load(argv[optind], &ro, &run);
     if (st == IMRT_OK)
         st = imrt_dij_load(dij_path, imrt_context_max_memory(ctx), &dij);
-    if (st == IMRT_OK)
+    if (st == IMRT_OK) {
         st = imrt_run_set_dij(run, &dij);
+        if (st != IMRT_OK) { /* name both files */
+            char why[1024];
+            snprintf(why, sizeof why, "%s", imrt_last_error());
+            st = imrt_error(st, "%s does not belong to %s: %s", dij_path, argv[optind], why);
+        }
+    }
     if (st == IMRT_OK) {
         run->threads = imrt_context_threads(ctx);
         st = imrt_run_optimise(ctx, run);

@@ -78,9 +78,9 @@ int imrt_cmd_plan(int argc, char **argv)
             out_dir = optarg;
             break;
         case OPT_GRID:
-            if (!parse_double(optarg, 0.5, 20.0, &ro.grid_mm))
-                return imrt_cli_usage_error("plan", "--grid '%s' must be a spacing in mm, 0.5..20",
-                                            optarg);
+            if (!parse_double(optarg, IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM, &ro.grid_mm))
+                return imrt_cli_usage_error("plan", "--grid '%s' must be a spacing in [%g, %g] mm",
+                                            optarg, IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM);
             break;
         case OPT_LOG_EVERY: {
             double v;

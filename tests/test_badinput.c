@@ -669,6 +669,7 @@ static const char *run_case(const bad_case *c, int *skipped)
     replace_all(frags, sizeof frags, "$OUT", out);
     replace_all(frags, sizeof frags, "$WORK", work);
     replace_all(frags, sizeof frags, "$BASE", base);
+    replace_all(frags, sizeof frags, "$DIJ", g_dij);
     save = NULL;
     for (char *f = strtok_r(frags, "|", &save); f; f = strtok_r(NULL, "|", &save))
         if (!contains(err, f)) {
@@ -684,6 +685,8 @@ static const char *run_case(const bad_case *c, int *skipped)
         snprintf(why, sizeof why, "output not clean: %s; stderr:\n%s", diff, err);
         return why;
     }
+    if (getenv("IMRT_BADINPUT_VERBOSE")) /* show every message (docs/robustness.md) */
+        printf("%-36s %d  %s", c->name, code, err);
     rm_tree(dir);
     return NULL;
 }
