@@ -201,6 +201,10 @@ static int run_cmd(char *const *args, int nargs, const char *cwd, const run_setu
             signal(SIGXFSZ, SIG_IGN); /* writes beyond the limit fail with EFBIG */
             setrlimit(RLIMIT_FSIZE, &rl);
         }
+        /* under ASan: fontconfig's process-long cache is not a leak of ours */
+        char supp[PATH_MAX + 64];
+        snprintf(supp, sizeof supp, "suppressions=%.1020s/%s/lsan.supp", g_root, BAD_DIR);
+        setenv("LSAN_OPTIONS", supp, 1);
         if (su && su->alloc_fail > 0) {
             char v[32];
             snprintf(v, sizeof v, "%ld", su->alloc_fail);
@@ -808,7 +812,7 @@ static double now_s(void)
  * library's own allocations; jansson, cairo and zlib allocate elsewhere):
  * each must end in IMRT_ERR_NOMEM, or succeed where a failed allocation
  * only loses optional text (the run log), with nothing left in the folder.
- * Every point of the stages before the output folder; an even sample of 12
+ * Every point of the stages before the output folder; an even sample of 8
  * points of the output stage (each costs a whole plan). Leaks show under
  * ASan at exit. */
 static void test_alloc_failure_sweep(void **state)
@@ -842,7 +846,7 @@ static void test_alloc_failure_sweep(void **state)
     double t2 = now_s();
     rm_tree(dir);
     assert_true(nplan > 10 && total > nplan);
-    const long wstep = (total - nplan + 11) / 12;
+    const long wstep = (total - nplan + 7) / 8;
     int nomem = 0, tolerated = 0, points = 0;
     for (long n = 1; n <= total; n += n <= nplan ? 1 : wstep) {
         imrt_alloc_fail_after(n);
@@ -882,7 +886,7 @@ static void test_alloc_failure_command(void **state)
     char *args[] = {(char *)"plan", base, (char *)"-o", out, (char *)"--quiet"};
     char err[8192];
     /* points spread over the run (its length varies little with the command) */
-    const long points[] = {1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 400, 520};
+    const long points[] = {1, 3, 8, 21, 55, 144, 233, 400, 520};
     int checked = 0;
     for (size_t q = 0; q < sizeof points / sizeof points[0]; q++) {
         run_setup su = {0, 0, points[q]};
@@ -901,9 +905,15 @@ static void test_alloc_failure_command(void **state)
         if (count_entries(work) != 0)
             fail_msg("allocation %ld: output left in %s", points[q], work);
     }
-    assert_true(checked >= 8);
+    assert_true(checked >= 6);
     rm_tree(work);
 }
+
+/* LeakSanitizer hook for this program (the in-process sweep draws
+ * pictures): fontconfig keeps its configuration for the life of the process
+ * and frees it only in FcFini, which cairo never calls. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libfontconfig\n"; }
 
 int main(void)
 {
