@@ -206,9 +206,10 @@ static const imrt_cli_command commands[] = {
      "usage: imrt dij SPEC [-o FILE] [--machine FILE] [--force] [--threads N] [--max-memory SIZE]\n",
      imrt_cmd_dij},
     {"optimize", "fluence-map optimisation on a saved dij",
-     "usage: imrt optimize SPEC --dij FILE [-o DIR] [--threads N]\n", imrt_cmd_optimize},
+     "usage: imrt optimize SPEC --dij FILE [-o DIR] [--threads N] [--max-memory SIZE]\n", imrt_cmd_optimize},
     {"dose", "forward dose for given beamlet weights (default: all 1)",
-     "usage: imrt dose SPEC -o DIR [--weights FILE] [--machine FILE] [--cutoff] [--threads N]\n",
+     "usage: imrt dose SPEC -o DIR [--weights FILE] [--machine FILE] [--cutoff] [--threads N]\n"
+     "                 [--max-memory SIZE]\n",
      imrt_cmd_dose},
     {"dvh", "DVHs of a dose file per structure of a label map, as CSV and a summary",
      "usage: imrt dvh DOSE.nii.gz STRUCTURES.nii.gz [--legend FILE] [--bin GY] [-o FILE.csv]\n",

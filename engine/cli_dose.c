@@ -193,7 +193,7 @@ int imrt_cmd_dose(int argc, char **argv)
 {
     static const char usage[] =
         "usage: imrt dose SPEC -o DIR [--weights FILE] [--machine FILE] [--cutoff] [--force]\n"
-        "                 [--threads N] [--quiet]\n"
+        "                 [--threads N] [--quiet] [--max-memory SIZE]\n"
         "Forward dose of a plan spec for given beamlet weights, without a dij.\n"
         "  -o DIR           output folder: dose.nii.gz and, for each open-field beam NN,\n"
         "                   beamNN_depth_dose.csv (central axis, 1 mm steps) and profiles\n"
@@ -201,7 +201,9 @@ int imrt_cmd_dose(int argc, char **argv)
         "                   beamNN_profile_{u,v}_dDDD.csv at d_max, 50, 100, 200 mm depth\n"
         "  --weights FILE   one weight per beamlet (white space or commas); default all 1\n"
         "  --machine FILE   machine description (JSON) instead of the generic 6 MV beam\n"
-        "  --cutoff         use the dij's lateral cut-off (default: none, the exact model)\n";
+        "  --cutoff         use the dij's lateral cut-off (default: none, the exact model)\n"
+        "  --max-memory SIZE  memory budget, e.g. 8G (default: 70% of physical memory);\n"
+        "                   phantom and dose grid over it are refused before allocating\n";
     enum { OPT_WEIGHTS = OPT_FIRST_LOCAL, OPT_MACHINE, OPT_CUTOFF };
     static const struct option opts[] = {IMRT_CLI_COMMON_OPTIONS,
                                          {"output", required_argument, NULL, 'o'},

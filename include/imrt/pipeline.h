@@ -79,7 +79,9 @@ typedef struct {
 } imrt_run;
 
 /* Stage 1: read the spec, build the phantom, its dose-grid copy and the IMRT
- * beams. Errors: those of imrt_spec_load, imrt_beamset_create. */
+ * beams. Errors: those of imrt_spec_load (IMRT_ERR_BUDGET for a phantom
+ * over opt->max_memory), imrt_beamset_create; IMRT_ERR_RANGE when no
+ * beamlet's central ray crosses the prescription target. */
 imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt, imrt_run **out);
 
 /* Stage 2: the dij of the IMRT beams (unless one was set) and, when the spec
@@ -92,7 +94,9 @@ imrt_status imrt_run_dij(const imrt_context *ctx, imrt_run *run);
 imrt_status imrt_run_set_dij(imrt_run *run, imrt_dij **dij);
 
 /* Stage 3: optimise the IMRT weights, compute the dose, normalise, and
- * evaluate the goals (run->imrt). Errors: those of imrt_optimize. */
+ * evaluate the goals (run->imrt). Errors: those of imrt_optimize;
+ * IMRT_ERR_BUDGET when the doses, weights and optimiser arrays on top of
+ * the phantoms and dij held exceed the context's budget. */
 imrt_status imrt_run_optimise(const imrt_context *ctx, imrt_run *run);
 
 /* Stage 4: the 3D-conformal plan (run->crt), normalised like the IMRT one. */

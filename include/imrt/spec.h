@@ -92,7 +92,9 @@ typedef struct {
  * imported file that cannot be read), IMRT_ERR_IO (the spec file cannot be
  * read), IMRT_ERR_PARSE (JSON syntax, unknown key,
  * wrong type, missing key), IMRT_ERR_RANGE (value out of range, grid too
- * big), IMRT_ERR_FORMAT (imported file unreadable), IMRT_ERR_NOMEM. */
+ * big), IMRT_ERR_FORMAT (imported file unreadable), IMRT_ERR_BUDGET (an
+ * analytic phantom over opt->max_memory, checked before rasterising),
+ * IMRT_ERR_NOMEM. */
 imrt_status imrt_spec_load(const char *path, const imrt_spec_options *opt,
                            imrt_phantom **phantom, imrt_plan **plan);
 
