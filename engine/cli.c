@@ -41,6 +41,12 @@ int imrt_cli_fail(const char *cmd, imrt_status st)
     return imrt_cli_exit_code(st);
 }
 
+int imrt_cli_fail_input(const char *cmd, imrt_status st)
+{
+    int rc = imrt_cli_fail(cmd, st);
+    return st == IMRT_ERR_IO ? IMRT_EXIT_INPUT : rc;
+}
+
 int imrt_cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
@@ -200,9 +206,10 @@ static const imrt_cli_command commands[] = {
      "usage: imrt dij SPEC [-o FILE] [--machine FILE] [--force] [--threads N] [--max-memory SIZE]\n",
      imrt_cmd_dij},
     {"optimize", "fluence-map optimisation on a saved dij",
-     "usage: imrt optimize SPEC --dij FILE [-o DIR] [--threads N]\n", imrt_cmd_optimize},
+     "usage: imrt optimize SPEC --dij FILE [-o DIR] [--threads N] [--max-memory SIZE]\n", imrt_cmd_optimize},
     {"dose", "forward dose for given beamlet weights (default: all 1)",
-     "usage: imrt dose SPEC -o DIR [--weights FILE] [--machine FILE] [--cutoff] [--threads N]\n",
+     "usage: imrt dose SPEC -o DIR [--weights FILE] [--machine FILE] [--cutoff] [--threads N]\n"
+     "                 [--max-memory SIZE]\n",
      imrt_cmd_dose},
     {"dvh", "DVHs of a dose file per structure of a label map, as CSV and a summary",
      "usage: imrt dvh DOSE.nii.gz STRUCTURES.nii.gz [--legend FILE] [--bin GY] [-o FILE.csv]\n",
@@ -245,6 +252,11 @@ static void print_help(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Testing aid (tests/test_badinput.c): fail the N-th allocation of the
+     * engine, so that every error path of a real run can be exercised. */
+    const char *fail_after = getenv("IMRT_TEST_ALLOC_FAIL");
+    if (fail_after && *fail_after)
+        imrt_alloc_fail_after(strtol(fail_after, NULL, 10));
     if (argc < 2) {
         print_help(stderr);
         return IMRT_EXIT_USAGE;

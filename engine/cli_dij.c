@@ -21,11 +21,15 @@
 #include <time.h>
 #include <unistd.h>
 
-imrt_status imrt_cli_dose_load_spec(const char *path, imrt_phantom **ph, imrt_plan **plan)
+imrt_status imrt_cli_dose_load_spec(const char *path, uint64_t max_memory, imrt_phantom **ph,
+                                     imrt_plan **plan)
 {
 #ifdef IMRT_CLI_HAVE_SPEC
-    return imrt_spec_load(path, NULL, ph, plan);
+    imrt_spec_options so = {0};
+    so.max_memory = max_memory;
+    return imrt_spec_load(path, &so, ph, plan);
 #else
+    (void)max_memory;
     *ph = NULL;
     *plan = NULL;
     return imrt_error(IMRT_ERR_UNSUPPORTED, "%s: the plan-spec reader is not part of this build",
@@ -75,10 +79,10 @@ void imrt_cli_dose_progress(void *user, const char *stage, double fraction)
     fflush(stderr);
 }
 
-imrt_status imrt_cli_dose_setup(const char *spec, imrt_phantom **ph, imrt_plan **plan,
-                                imrt_phantom **dose_ph, imrt_beamset **bs)
+imrt_status imrt_cli_dose_setup(const char *spec, uint64_t max_memory, imrt_phantom **ph,
+                                imrt_plan **plan, imrt_phantom **dose_ph, imrt_beamset **bs)
 {
-    imrt_status st = imrt_cli_dose_load_spec(spec, ph, plan);
+    imrt_status st = imrt_cli_dose_load_spec(spec, max_memory, ph, plan);
     if (st != IMRT_OK)
         return st;
     if ((*plan)->nbeams < 1)
@@ -166,7 +170,7 @@ int imrt_cmd_dij(int argc, char **argv)
     if (machine_path)
         st = imrt_machine_load(machine_path, &m);
     if (st == IMRT_OK)
-        st = imrt_cli_dose_setup(spec, &ph, &plan, &dph, &bs);
+        st = imrt_cli_dose_setup(spec, imrt_context_max_memory(ctx), &ph, &plan, &dph, &bs);
     imrt_dose_options o;
     imrt_dose_options_from_plan(plan, &o);
     int64_t nrows = 0, nnz = 0;
@@ -185,11 +189,12 @@ int imrt_cmd_dij(int argc, char **argv)
     imrt_context_set_progress(ctx, imrt_cli_dose_progress, &ps);
     if (st == IMRT_OK)
         st = imrt_dij_build(ctx, dph, bs, &m, &o, &dij);
+    const int reading = st != IMRT_OK;
     if (st == IMRT_OK)
         st = imrt_dij_save(dij, out);
     int rc = IMRT_EXIT_OK;
     if (st != IMRT_OK)
-        rc = imrt_cli_fail("dij", st);
+        rc = reading ? imrt_cli_fail_input("dij", st) : imrt_cli_fail("dij", st);
     else if (!c.quiet)
         fprintf(stderr, "imrt dij: wrote %s (%.1f s)\n", out, wall_seconds() - ps.start);
     imrt_dij_destroy(&dij);

@@ -69,57 +69,6 @@ static imrt_status read_weights(const char *path, int32_t n, double *w)
     return st;
 }
 
-/* Write the dose (Gy, float) as NIfTI-1 with an RAS sform/qform built from
- * the LPS grid, under a temporary name renamed into place. */
-static imrt_status write_nifti(const char *dir, const imrt_grid *g, const float *dose)
-{
-    char tmp[4200], fin[4200];
-    snprintf(tmp, sizeof tmp, "%s/dose.tmp.nii.gz", dir);
-    snprintf(fin, sizeof fin, "%s/dose.nii.gz", dir);
-    int dims[8] = {3, g->nx, g->ny, g->nz, 1, 1, 1, 1};
-    nifti_image *nim = nifti_make_new_nim(dims, DT_FLOAT32, 1);
-    if (!nim)
-        return imrt_error(IMRT_ERR_NOMEM, "cannot allocate the NIfTI dose image");
-    nim->dx = nim->pixdim[1] = (float)g->dx;
-    nim->dy = nim->pixdim[2] = (float)g->dy;
-    nim->dz = nim->pixdim[3] = (float)g->dz;
-    nim->xyz_units = NIFTI_UNITS_MM;
-    snprintf(nim->descrip, sizeof nim->descrip, "dose Gy (imrt %s)", imrt_version());
-    /* LPS (x left, y posterior) -> RAS: negate x and y. */
-    mat44 m;
-    memset(&m, 0, sizeof m);
-    m.m[0][0] = (float)-g->dx;
-    m.m[0][3] = (float)-g->origin[0];
-    m.m[1][1] = (float)-g->dy;
-    m.m[1][3] = (float)-g->origin[1];
-    m.m[2][2] = (float)g->dz;
-    m.m[2][3] = (float)g->origin[2];
-    m.m[3][3] = 1.0f;
-    nim->sform_code = nim->qform_code = NIFTI_XFORM_SCANNER_ANAT;
-    nim->sto_xyz = m;
-    nim->sto_ijk = nifti_mat44_inverse(m);
-    nim->qto_xyz = m;
-    nim->qto_ijk = nim->sto_ijk;
-    nifti_mat44_to_quatern(m, &nim->quatern_b, &nim->quatern_c, &nim->quatern_d, &nim->qoffset_x,
-                           &nim->qoffset_y, &nim->qoffset_z, NULL, NULL, NULL, &nim->qfac);
-    memcpy(nim->data, dose, (size_t)imrt_grid_nvox(g) * sizeof *dose);
-    imrt_status st = IMRT_OK;
-    if (nifti_set_filenames(nim, tmp, 0, 1) != 0) {
-        st = imrt_error(IMRT_ERR_IO, "cannot name %s", tmp);
-    } else {
-        nifti_image_write(nim);
-        struct stat sb;
-        if (stat(tmp, &sb) != 0 || sb.st_size == 0)
-            st = imrt_error(IMRT_ERR_IO, "cannot write %s", tmp);
-        else if (rename(tmp, fin) != 0)
-            st = imrt_error(IMRT_ERR_IO, "cannot rename %s: %s", tmp, strerror(errno));
-    }
-    if (st != IMRT_OK)
-        unlink(tmp);
-    nifti_image_free(nim);
-    return st;
-}
-
 /* Write a two-column CSV (position, dose) with a percentage column relative
  * to `ref`, atomically. */
 static imrt_status write_csv(const char *dir, const char *name, const char *xname,
@@ -244,7 +193,7 @@ int imrt_cmd_dose(int argc, char **argv)
 {
     static const char usage[] =
         "usage: imrt dose SPEC -o DIR [--weights FILE] [--machine FILE] [--cutoff] [--force]\n"
-        "                 [--threads N] [--quiet]\n"
+        "                 [--threads N] [--quiet] [--max-memory SIZE]\n"
         "Forward dose of a plan spec for given beamlet weights, without a dij.\n"
         "  -o DIR           output folder: dose.nii.gz and, for each open-field beam NN,\n"
         "                   beamNN_depth_dose.csv (central axis, 1 mm steps) and profiles\n"
@@ -252,7 +201,9 @@ int imrt_cmd_dose(int argc, char **argv)
         "                   beamNN_profile_{u,v}_dDDD.csv at d_max, 50, 100, 200 mm depth\n"
         "  --weights FILE   one weight per beamlet (white space or commas); default all 1\n"
         "  --machine FILE   machine description (JSON) instead of the generic 6 MV beam\n"
-        "  --cutoff         use the dij's lateral cut-off (default: none, the exact model)\n";
+        "  --cutoff         use the dij's lateral cut-off (default: none, the exact model)\n"
+        "  --max-memory SIZE  memory budget, e.g. 8G (default: 70% of physical memory);\n"
+        "                   phantom and dose grid over it are refused before allocating\n";
     enum { OPT_WEIGHTS = OPT_FIRST_LOCAL, OPT_MACHINE, OPT_CUTOFF };
     static const struct option opts[] = {IMRT_CLI_COMMON_OPTIONS,
                                          {"output", required_argument, NULL, 'o'},
@@ -298,7 +249,7 @@ int imrt_cmd_dose(int argc, char **argv)
     const char *spec = argv[optind];
     struct stat sb;
     if (stat(dir, &sb) == 0 && !c.force) {
-        fprintf(stderr, "imrt dose: %s exists; use --force to write into it\n", dir);
+        fprintf(stderr, "imrt dose: output folder '%s' exists; use --force to replace it\n", dir);
         return IMRT_EXIT_OUTPUT;
     }
     imrt_context *ctx = imrt_cli_context(&c, "dose");
@@ -315,7 +266,28 @@ int imrt_cmd_dose(int argc, char **argv)
     if (mpath)
         st = imrt_machine_load(mpath, &m);
     if (st == IMRT_OK)
-        st = imrt_cli_dose_setup(spec, &ph, &plan, &dph, &bs);
+        st = imrt_cli_dose_setup(spec, imrt_context_max_memory(ctx), &ph, &plan, &dph, &bs);
+    if (st == IMRT_OK) {
+        /* phantoms held, the dose grid and the weights, before allocating */
+        const uint64_t nvp = (uint64_t)imrt_grid_nvox(&ph->grid);
+        const uint64_t nvd = (uint64_t)imrt_grid_nvox(&dph->grid);
+        const uint64_t need = nvp * (4u + (uint64_t)ph->nstructures) +
+                              nvd * (4u + (uint64_t)dph->nstructures) + nvd * sizeof(float) +
+                              (uint64_t)bs->nbeamlets * sizeof(double);
+        const uint64_t budget = imrt_context_max_memory(ctx);
+        if (budget > 0 && need > budget)
+            st = imrt_error(IMRT_ERR_BUDGET,
+                            "%s: the dose calculation needs %.1f MiB (phantom %d x %d x %d, dose "
+                            "grid %d x %d x %d) but the memory budget is %.1f MiB "
+                            "(--max-memory); raise the budget or use a coarser dose_grid_mm "
+                            "(now %g mm: twice as coarse needs about %.1f MiB)",
+                            spec, (double)need / 1048576.0, ph->grid.nx, ph->grid.ny,
+                            ph->grid.nz, dph->grid.nx, dph->grid.ny, dph->grid.nz,
+                            (double)budget / 1048576.0, dph->grid.dx,
+                            (double)(need - nvd * (8u + (uint64_t)dph->nstructures) +
+                                     nvd * (8u + (uint64_t)dph->nstructures) / 8u) /
+                                1048576.0);
+    }
     imrt_dose_options o;
     if (use_cutoff)
         imrt_dose_options_from_plan(plan, &o);
@@ -339,16 +311,29 @@ int imrt_cmd_dose(int argc, char **argv)
                     use_cutoff ? " (dij cut-off)" : "");
         st = imrt_dose_compute(ctx, dph, bs, &m, &o, w, NULL, dose);
     }
-    if (st == IMRT_OK && mkdir(dir, 0777) != 0 && errno != EEXIST)
-        st = imrt_error(IMRT_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    /* every file goes to a staging folder renamed into place at the end, so
+     * that a failed run leaves nothing behind (imrt/io.h) */
+    const int reading = st != IMRT_OK;
+    imrt_outdir *od = NULL;
+    char path[4096];
     if (st == IMRT_OK)
-        st = write_nifti(dir, &dph->grid, dose);
+        st = imrt_outdir_open(dir, c.force, &od);
+    if (st == IMRT_OK)
+        st = imrt_outdir_path(od, "dose.nii.gz", path, sizeof path);
+    if (st == IMRT_OK) {
+        char descrip[64];
+        snprintf(descrip, sizeof descrip, "dose Gy (imrt %s)", imrt_version());
+        st = imrt_nifti_write_float(path, &dph->grid, dose, descrip);
+    }
     for (int b = 0; st == IMRT_OK && b < bs->nbeams; b++)
         if (bs->beams[b].open_field)
-            st = open_field_curves(ctx, dir, dph, bs, &m, &o, b, w);
+            st = open_field_curves(ctx, imrt_outdir_staging(od), dph, bs, &m, &o, b, w);
+    if (st == IMRT_OK)
+        st = imrt_outdir_commit(od);
+    imrt_outdir_destroy(&od);
     int rc = IMRT_EXIT_OK;
     if (st != IMRT_OK)
-        rc = imrt_cli_fail("dose", st);
+        rc = reading ? imrt_cli_fail_input("dose", st) : imrt_cli_fail("dose", st);
     else if (!c.quiet)
         fprintf(stderr, "imrt dose: wrote %s (%.1f s of CPU)\n", dir,
                 (double)clock() / CLOCKS_PER_SEC - t0);

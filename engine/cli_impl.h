@@ -51,6 +51,11 @@ int imrt_cli_exit_code(imrt_status st);
 /* Print "imrt CMD: <library message or status text>" and return the exit code. */
 int imrt_cli_fail(const char *cmd, imrt_status st);
 
+/* As imrt_cli_fail for a failure while reading the inputs (before any
+ * output is written): an IMRT_ERR_IO there is an unreadable input file, so
+ * the exit code is IMRT_EXIT_INPUT rather than IMRT_EXIT_OUTPUT. */
+int imrt_cli_fail_input(const char *cmd, imrt_status st);
+
 /* Print a usage error ("imrt CMD: MSG; see 'imrt CMD --help'") and return 2. */
 int imrt_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -90,13 +95,16 @@ void imrt_cli_dose_progress_start(imrt_cli_dose_progress_state *s, int quiet);
 void imrt_cli_dose_progress(void *user, const char *stage, double fraction);
 
 /* Load a plan spec (through imrt/spec.h when the build has it). */
-imrt_status imrt_cli_dose_load_spec(const char *path, imrt_phantom **ph, imrt_plan **plan);
+/* Load a plan spec (through imrt/spec.h when the build has it); a phantom
+ * over max_memory bytes (0 = no check) is refused before rasterising. */
+imrt_status imrt_cli_dose_load_spec(const char *path, uint64_t max_memory, imrt_phantom **ph,
+                                    imrt_plan **plan);
 
 /* Spec -> phantom, plan, dose-grid phantom and IMRT beam set (beamlets from
  * the prescription's target, else the first target structure). The caller
  * frees all four, also on failure. */
-imrt_status imrt_cli_dose_setup(const char *spec, imrt_phantom **ph, imrt_plan **plan,
-                                imrt_phantom **dose_ph, imrt_beamset **bs);
+imrt_status imrt_cli_dose_setup(const char *spec, uint64_t max_memory, imrt_phantom **ph,
+                                imrt_plan **plan, imrt_phantom **dose_ph, imrt_beamset **bs);
 
 /* Subcommand entry points (argv[0] is the subcommand name). */
 int imrt_cmd_phantom(int argc, char **argv); /* engine/cli_phantom.c */

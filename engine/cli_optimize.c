@@ -136,17 +136,25 @@ int imrt_cmd_optimize(int argc, char **argv)
         return IMRT_EXIT_RESOURCE;
     ro.log = log_line;
     ro.log_user = &c;
+    ro.max_memory = imrt_context_max_memory(ctx);
     imrt_run *run = NULL;
     imrt_dij *dij = NULL;
     imrt_status st = imrt_run_load(argv[optind], &ro, &run);
     if (st == IMRT_OK)
         st = imrt_dij_load(dij_path, imrt_context_max_memory(ctx), &dij);
-    if (st == IMRT_OK)
+    if (st == IMRT_OK) {
         st = imrt_run_set_dij(run, &dij);
+        if (st != IMRT_OK) { /* name both files */
+            char why[1024];
+            snprintf(why, sizeof why, "%s", imrt_last_error());
+            st = imrt_error(st, "%s does not belong to %s: %s", dij_path, argv[optind], why);
+        }
+    }
     if (st == IMRT_OK) {
         run->threads = imrt_context_threads(ctx);
         st = imrt_run_optimise(ctx, run);
     }
+    const int reading = st != IMRT_OK;
     if (st == IMRT_OK && out_dir)
         st = write_outputs(run, out_dir, c.force);
     if (st == IMRT_OK && !c.quiet) {
@@ -166,7 +174,9 @@ int imrt_cmd_optimize(int argc, char **argv)
                m->goals_failed, m->ngoals, run->stats.f, run->stats.iterations,
                run->stats.wall_s);
     }
-    int rc = st == IMRT_OK ? IMRT_EXIT_OK : imrt_cli_fail("optimize", st);
+    int rc = st == IMRT_OK ? IMRT_EXIT_OK
+             : reading      ? imrt_cli_fail_input("optimize", st)
+                            : imrt_cli_fail("optimize", st);
     imrt_dij_destroy(&dij);
     imrt_run_destroy(&run);
     imrt_context_destroy(&ctx);

@@ -470,6 +470,11 @@ int imrt_cmd_phantom(int argc, char **argv)
         return IMRT_EXIT_OUTPUT;
     }
 
+    imrt_context *ctx = imrt_cli_context(&common, cmd); /* the memory budget */
+    if (!ctx)
+        return IMRT_EXIT_RESOURCE;
+    sopt.max_memory = imrt_context_max_memory(ctx);
+    imrt_context_destroy(&ctx);
     imrt_phantom *p = NULL;
     imrt_plan *plan = NULL;
     imrt_spec_info *info = NULL;
@@ -478,7 +483,7 @@ int imrt_cmd_phantom(int argc, char **argv)
     int rc = IMRT_EXIT_OK;
     imrt_status st = imrt_spec_load_ex(spec, &sopt, &p, &plan, &info);
     if (st != IMRT_OK)
-        return imrt_cli_fail(cmd, st);
+        return imrt_cli_fail_input(cmd, st);
     size_t nvox = (size_t)imrt_grid_nvox(&p->grid);
     labels = imrt_malloc(nvox);
     chars = imrt_calloc((size_t)p->nstructures + 1, 1);
@@ -498,13 +503,22 @@ int imrt_cmd_phantom(int argc, char **argv)
         }
     }
     if (dir) {
-        if (mkdir(dir, 0777) != 0 && !(errno == EEXIST && common.force)) {
-            fprintf(stderr, "imrt phantom: cannot create folder '%s': %s\n", dir, strerror(errno));
+        /* staged: a failed run leaves no folder behind (imrt/io.h) */
+        imrt_outdir *od = NULL;
+        st = imrt_outdir_open(dir, common.force, &od);
+        if (st != IMRT_OK) {
+            rc = imrt_cli_fail(cmd, st);
+            goto done;
+        }
+        if (!write_outputs(imrt_outdir_staging(od), p, plan, info, labels, chars)) {
+            imrt_outdir_destroy(&od);
             rc = IMRT_EXIT_OUTPUT;
             goto done;
         }
-        if (!write_outputs(dir, p, plan, info, labels, chars)) {
-            rc = IMRT_EXIT_OUTPUT;
+        st = imrt_outdir_commit(od);
+        imrt_outdir_destroy(&od);
+        if (st != IMRT_OK) {
+            rc = imrt_cli_fail(cmd, st);
             goto done;
         }
         if (!common.quiet)

@@ -28,7 +28,8 @@ static const char plan_usage[] =
     "  --log-every N      solver log line every N iterations (default 10)\n"
     "  --threads N        OpenMP threads (default: all cores)\n"
     "  --quiet            no progress or tables\n"
-    "  --max-memory SIZE  memory budget for the dij, e.g. 8G (default: 70% of physical memory)\n"
+    "  --max-memory SIZE  memory budget, e.g. 8G (default: 70% of physical memory): phantom,\n"
+    "                     dij and optimiser over it are refused before allocating\n"
     "\n"
     "The folder holds dose_imrt.nii.gz, dose_3dcrt.nii.gz, density.nii.gz, structures.nii.gz\n"
     "(+ structures.ctbl legend), dvh.csv, dvh.png, dose pictures, fluence maps, metrics.json\n"
@@ -78,9 +79,9 @@ int imrt_cmd_plan(int argc, char **argv)
             out_dir = optarg;
             break;
         case OPT_GRID:
-            if (!parse_double(optarg, 0.5, 20.0, &ro.grid_mm))
-                return imrt_cli_usage_error("plan", "--grid '%s' must be a spacing in mm, 0.5..20",
-                                            optarg);
+            if (!parse_double(optarg, IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM, &ro.grid_mm))
+                return imrt_cli_usage_error("plan", "--grid '%s' must be a spacing in [%g, %g] mm",
+                                            optarg, IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM);
             break;
         case OPT_LOG_EVERY: {
             double v;
@@ -138,11 +139,13 @@ int imrt_cmd_plan(int argc, char **argv)
     imrt_context_set_progress(ctx, imrt_cli_dose_progress, &ps);
     ro.log = log_line;
     ro.log_user = &c;
+    ro.max_memory = imrt_context_max_memory(ctx);
 
     imrt_run *run = NULL;
     imrt_comparison *cmp = NULL;
     char *table = NULL;
     imrt_status st = imrt_run_plan(ctx, spec, &ro, &run);
+    const int reading = st != IMRT_OK;
     if (st == IMRT_OK)
         st = imrt_run_write(run, out_dir, c.force);
     if (st == IMRT_OK && !c.quiet) {
@@ -167,7 +170,9 @@ int imrt_cmd_plan(int argc, char **argv)
             printf("report: %s/report.html\n", out_dir);
         }
     }
-    int rc = st == IMRT_OK ? IMRT_EXIT_OK : imrt_cli_fail("plan", st);
+    int rc = st == IMRT_OK ? IMRT_EXIT_OK
+             : reading      ? imrt_cli_fail_input("plan", st)
+                            : imrt_cli_fail("plan", st);
     imrt_free(table);
     imrt_compare_destroy(&cmp);
     imrt_run_destroy(&run);

@@ -11,6 +11,7 @@
 #define _DEFAULT_SOURCE /* madvise(MADV_HUGEPAGE) */
 #include "imrt/dij.h"
 
+#include "dij_impl.h"
 #include "imrt/dose.h"
 #include "imrt/raytrace.h"
 #include "pencilbeam_impl.h"
@@ -202,6 +203,8 @@ void imrt_dij_partition(const int64_t *rowptr, int64_t nrows, int nparts, int64_
 
 /* ---- build ------------------------------------------------------------------ */
 
+#define MIB(x) ((double)(x) / 1048576.0)
+
 /* Everything a build holds before the dij itself. */
 typedef struct {
     imrt_machine m;
@@ -341,11 +344,71 @@ cleanup:
     return status;
 }
 
-#define MIB(x) ((double)(x) / 1048576.0)
+
+/* The budget message: the estimate, the budget, and settings that would fit
+ * with their estimated sizes (rows scale with the voxel volume, entries per
+ * row with the beamlets inside the coupling radius, ~ 1 / beamlet pitch^2). */
+static imrt_status budget_error(const imrt_phantom *ph, const imrt_beamset *bs,
+                                const build_state *s, uint64_t need, uint64_t held,
+                                uint64_t budget)
+{
+    const double dij = (double)need, h = ph->grid.dx, b = bs->beamlet_mm;
+    char alt[512] = "";
+    size_t used = 0;
+    int shown = 0;
+    static const double factors[] = {1.5, 2.0, 3.0, 4.0};
+    for (int q = 0; q < 4 && shown < 2; q++) {
+        const double h2 = h * factors[q];
+        if (h2 > 50.0)
+            break;
+        const double est = dij / (factors[q] * factors[q] * factors[q]);
+        if (est + (double)held > (double)budget)
+            continue;
+        int w = snprintf(alt + used, sizeof alt - used, "%sa %g mm grid (--grid or dose_grid_mm; "
+                         "about %.1f MiB)", shown ? ", " : "", h2, est / 1048576.0);
+        if (w > 0 && (size_t)w < sizeof alt - used)
+            used += (size_t)w;
+        shown++;
+    }
+    for (int q = 0; q < 4 && shown < 3; q++) {
+        const double b2 = b * factors[q];
+        if (b2 > 20.0)
+            break;
+        const double est = dij / (factors[q] * factors[q]);
+        if (est + (double)held > (double)budget)
+            continue;
+        int w = snprintf(alt + used, sizeof alt - used, "%sbeamlet_mm %g (about %.1f MiB)",
+                         shown ? ", " : "", b2, est / 1048576.0);
+        if (w > 0 && (size_t)w < sizeof alt - used)
+            used += (size_t)w;
+        shown++;
+        break;
+    }
+    char heldtxt[160] = "";
+    if (held > 0)
+        snprintf(heldtxt, sizeof heldtxt, " on top of %.1f MiB held for the phantom, doses and "
+                 "optimiser", (double)held / 1048576.0);
+    return imrt_error(IMRT_ERR_BUDGET,
+                      "the dij needs %.1f MiB (%lld voxels x %d beamlets, %lld entries)%s, but "
+                      "the memory budget is %.1f MiB (--max-memory); %s%s (now a %g x %g x %g mm "
+                      "grid, beamlet_mm %g, scatter radius %g mm)",
+                      MIB(need), (long long)s->nrows, bs->nbeamlets,
+                      (long long)s->rowptr[s->nrows], heldtxt, MIB(budget),
+                      shown ? "settings that fit: " : "nothing up to a 4x coarser grid fits; raise "
+                                                      "the budget",
+                      alt, ph->grid.dx, ph->grid.dy, ph->grid.dz, b, s->cut.radius);
+}
 
 imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
                            const imrt_beamset *bs, const imrt_machine *m,
                            const imrt_dose_options *opt, imrt_dij **out)
+{
+    return imrt_dij_build_held(ctx, 0, ph, bs, m, opt, out);
+}
+
+imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const imrt_phantom *ph,
+                                const imrt_beamset *bs, const imrt_machine *m,
+                                const imrt_dose_options *opt, imrt_dij **out)
 {
     imrt_status status = IMRT_OK;
     build_state s;
@@ -370,14 +433,10 @@ imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
     const int64_t nrows = s.nrows, nnz = s.rowptr[r1] - s.rowptr[r0], nloc = r1 - r0;
     const uint64_t need = build_bytes(&s, bs, r0, r1);
     const uint64_t budget = ctx ? imrt_context_max_memory(ctx) : 0;
-    if (budget > 0 && need > budget)
-        IMRT_FAIL(IMRT_ERR_BUDGET,
-                  "the dij needs %.1f MiB (%lld voxels x %d beamlets, %lld entries) but the "
-                  "memory budget is %.1f MiB (--max-memory); raise the budget, or reduce the "
-                  "dij with a larger beamlet_mm (now %g mm), a coarser dose_grid_mm (now "
-                  "%g x %g x %g mm) or a smaller scatter_radius (coupling half-width, now %g mm)",
-                  MIB(need), (long long)nrows, bs->nbeamlets, (long long)nnz, MIB(budget),
-                  bs->beamlet_mm, ph->grid.dx, ph->grid.dy, ph->grid.dz, s.cut.radius);
+    if (budget > 0 && (need > budget || held > budget - need)) {
+        status = budget_error(ph, bs, &s, need, held, budget);
+        goto cleanup;
+    }
     IMRT_TRY(dij_alloc(&ph->grid, nrows, bs->nbeamlets, nnz, bs->nbeams, 0, &d));
     for (int64_t r = 0; r <= nrows; r++)
         d->rowptr[r] = s.rowptr[IMRT_MIN(IMRT_MAX(r, r0), r1)] - s.rowptr[r0];

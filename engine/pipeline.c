@@ -14,6 +14,7 @@
 #include "imrt/plot.h"
 #include "imrt/report.h"
 
+#include "dij_impl.h"
 #include "util_impl.h"
 
 #include <math.h>
@@ -107,6 +108,7 @@ imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt_in,
 {
     imrt_status status = IMRT_OK;
     imrt_run *run = NULL;
+    uint8_t *seen = NULL;
     imrt_run_options defopt;
     if (!opt_in) {
         imrt_run_options_default(&defopt);
@@ -122,6 +124,7 @@ imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt_in,
     snprintf(run->spec_path, sizeof run->spec_path, "%s", spec_path);
     imrt_spec_options so = {0};
     so.grid_mm = opt->grid_mm;
+    so.max_memory = opt->max_memory;
     IMRT_TRY(imrt_spec_load_ex(spec_path, &so, &run->phantom, &run->plan, &run->info));
     imrt_plan *plan = run->plan;
     if (plan->nbeams < 1)
@@ -136,6 +139,21 @@ imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt_in,
     snprintf(run->target, sizeof run->target, "%s", run->dose_phantom->structures[tgt].name);
     IMRT_TRY(imrt_beamset_create(run->dose_phantom, plan, plan->beams, plan->nbeams, run->target,
                                  &run->beams));
+    /* a target that no beamlet's central ray reaches cannot be planned: say so
+     * now, not after the dij and the optimisation */
+    {
+        const int32_t nbl = imrt_beamset_nbeamlets(run->beams);
+        IMRT_ALLOC(seen, nbl);
+        IMRT_TRY(imrt_beamset_aperture(run->beams, run->dose_phantom, run->target, 0.0, seen));
+        int any = 0;
+        for (int32_t j = 0; j < nbl && !any; j++)
+            any = seen[j] != 0;
+        if (!any)
+            IMRT_FAIL(IMRT_ERR_RANGE,
+                      "%s: no beam reaches the prescription target '%s' (no beamlet's central "
+                      "ray crosses it): check the beams' isocentre_mm and field_mm",
+                      spec_path, run->target);
+    }
     const imrt_grid *pg = &run->phantom->grid, *dg = &run->dose_phantom->grid;
     run->t_phantom = now_s() - t;
     run_log(run, opt,
@@ -146,8 +164,39 @@ imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt_in,
     *out = run;
     run = NULL;
 cleanup:
+    imrt_free(seen);
     imrt_run_destroy(&run);
     return status;
+}
+
+/* ---- memory model (docs/robustness.md) ---- */
+
+/* A phantom: float density and one byte-mask per structure per voxel. */
+static uint64_t phantom_bytes(const imrt_phantom *p)
+{
+    return p ? (uint64_t)imrt_grid_nvox(&p->grid) * (4u + (uint64_t)p->nstructures) : 0;
+}
+
+/* Both plans' weights and doses, the objectives' per-row and per-beamlet
+ * arrays and the solver's vectors, and the label map of the outputs, for a
+ * dij of nrows x ncols. */
+static uint64_t plans_bytes(const imrt_run *run, int64_t nrows, int32_t ncols)
+{
+    const uint64_t nvd = (uint64_t)imrt_grid_nvox(&run->dose_phantom->grid);
+    const uint64_t nvp = (uint64_t)imrt_grid_nvox(&run->phantom->grid);
+    const uint64_t nobj = (uint64_t)(run->plan->nobjectives > 0 ? run->plan->nobjectives : 0);
+    return 2 * (nvd * sizeof(float) + (uint64_t)ncols * sizeof(double)) +
+           (uint64_t)nrows * 48u + (uint64_t)ncols * sizeof(double) * (40u + nobj) + nvp;
+}
+
+static uint64_t held_bytes(const imrt_run *run)
+{
+    uint64_t b = phantom_bytes(run->phantom) + phantom_bytes(run->dose_phantom);
+    const imrt_dij *d[2] = {run->dij, run->crt_dij};
+    for (int q = 0; q < 2; q++)
+        if (d[q])
+            b += imrt_dij_bytes(d[q]->nrows, d[q]->ncols, d[q]->nnz, d[q]->nbeams);
+    return b;
 }
 
 imrt_status imrt_run_dij(const imrt_context *ctx, imrt_run *run)
@@ -159,13 +208,19 @@ imrt_status imrt_run_dij(const imrt_context *ctx, imrt_run *run)
     const imrt_plan *plan = run->plan;
     imrt_dose_options dop;
     imrt_dose_options_from_plan(plan, &dop);
+    /* the rows are not known before the build: count every dose-grid voxel */
+    const int64_t nvd = imrt_grid_nvox(&run->dose_phantom->grid);
     if (!run->dij)
-        IMRT_TRY(imrt_dij_build(ctx, run->dose_phantom, run->beams, NULL, &dop, &run->dij));
+        IMRT_TRY(imrt_dij_build_held(ctx,
+                                     held_bytes(run) +
+                                         plans_bytes(run, nvd, imrt_beamset_nbeamlets(run->beams)),
+                                     run->dose_phantom, run->beams, NULL, &dop, &run->dij));
     if (plan->crt_nbeams > 0 && !run->crt_dij) {
         IMRT_TRY(imrt_beamset_create(run->dose_phantom, plan, plan->crt_beams, plan->crt_nbeams,
                                      run->target, &run->crt_beams));
-        IMRT_TRY(imrt_dij_build(ctx, run->dose_phantom, run->crt_beams, NULL, &dop,
-                                &run->crt_dij));
+        IMRT_TRY(imrt_dij_build_held(ctx, held_bytes(run) + plans_bytes(run, nvd, run->dij->ncols),
+                                     run->dose_phantom, run->crt_beams, NULL, &dop,
+                                     &run->crt_dij));
     }
     double nnz_all = (double)run->dij->nnz; /* exact below 2^53 */
     IMRT_TRY(imrt_context_sum(ctx, &nnz_all, 1));
@@ -215,6 +270,16 @@ imrt_status imrt_run_optimise(const imrt_context *ctx, imrt_run *run)
     const imrt_plan *plan = run->plan;
     const imrt_grid *dg = &run->dose_phantom->grid;
     int64_t nvd = imrt_grid_nvox(dg);
+    const uint64_t budget = imrt_context_max_memory(ctx);
+    const uint64_t held = held_bytes(run), need = plans_bytes(run, run->dij->nrows, run->dij->ncols);
+    if (budget > 0 && held + need > budget)
+        IMRT_FAIL(IMRT_ERR_BUDGET,
+                  "%s: the optimisation needs %.1f MiB (doses, weights, objectives and solver "
+                  "for %lld rows x %d beamlets) on top of %.1f MiB held for the phantom and the "
+                  "dij, but the memory budget is %.1f MiB (--max-memory); raise the budget or "
+                  "use a coarser grid or larger beamlets",
+                  run->spec_path, (double)need / 1048576.0, (long long)run->dij->nrows,
+                  run->dij->ncols, (double)held / 1048576.0, (double)budget / 1048576.0);
     run->imrt.beams = run->beams;
     run->imrt.dij = run->dij;
     imrt_free(run->imrt.x);

@@ -91,6 +91,7 @@ typedef struct {
     int nlines, caplines;
     char base_dir[4096];
     double grid_override;
+    uint64_t max_memory; /* phantom budget in bytes, 0 = none */
     void **blocks;              /* arena of parse-time allocations */
     int nblocks, capblocks;
     material_def *materials;
@@ -1449,6 +1450,56 @@ static imrt_status material_ref(spec_ctx *c, json_t *v, const char *kp, int *out
     return IMRT_OK;
 }
 
+#define IMRT_TRY_ST(expr)           \
+    do {                            \
+        imrt_status try_st_ = (expr); \
+        if (try_st_ != IMRT_OK)     \
+            return try_st_;         \
+    } while (0)
+
+/* Refuse a phantom whose rasterisation would exceed the memory budget,
+ * before allocating it, naming coarser spacings that would fit. */
+static imrt_status check_phantom_budget(const spec_ctx *c, json_t *ph, const char *kp,
+                                        const double size[3], const double sp[3], const int n[3])
+{
+    if (c->max_memory == 0)
+        return IMRT_OK;
+    json_t *sh = json_object_get(ph, "shapes"), *su = json_object_get(ph, "structures");
+    const int nsh = json_is_array(sh) ? (int)json_array_size(sh) : 0;
+    const int nsu = json_is_array(su) ? (int)json_array_size(su) : 0;
+    const uint64_t need = IMRT_SPEC_PHANTOM_BYTES((int64_t)n[0] * n[1] * n[2], nsh, nsu);
+    if (need <= c->max_memory)
+        return IMRT_OK;
+    static const double coarser[] = {1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50};
+    char alt[512] = "";
+    size_t used = 0;
+    int shown = 0;
+    for (size_t q = 0; q < sizeof coarser / sizeof coarser[0] && shown < 3; q++) {
+        const double h = coarser[q];
+        if (h <= fmax(sp[0], fmax(sp[1], sp[2])))
+            continue;
+        double nv = 1.0;
+        for (int a = 0; a < 3; a++)
+            nv *= fmax(1.0, ceil(size[a] / h - 1e-9));
+        const uint64_t b = IMRT_SPEC_PHANTOM_BYTES((int64_t)nv, nsh, nsu);
+        if (b > c->max_memory)
+            continue;
+        int w = snprintf(alt + used, sizeof alt - used, "%s%g mm (%.1f MiB)", shown ? ", " : "",
+                         h, (double)b / 1048576.0);
+        if (w > 0 && (size_t)w < sizeof alt - used)
+            used += (size_t)w;
+        shown++;
+    }
+    return perr(c, IMRT_ERR_BUDGET, kp,
+                "the phantom needs %.1f MiB (%d x %d x %d voxels of %g x %g x %g mm, density "
+                "and %d masks) but the memory budget is %.1f MiB (--max-memory); %s%s",
+                (double)need / 1048576.0, n[0], n[1], n[2], sp[0], sp[1], sp[2], nsh + nsu + 3,
+                (double)c->max_memory / 1048576.0,
+                shown ? "a coarser spacing (--grid or grid.spacing_mm) fits: "
+                      : "no grid spacing up to 50 mm fits; raise the budget",
+                alt);
+}
+
 static imrt_status parse_grid(spec_ctx *c, json_t *ph, const char *path, imrt_grid *g)
 {
     static const char *const gkeys[] = {"size_mm", "spacing_mm", "centre_mm", "comment", NULL};
@@ -1500,6 +1551,7 @@ static imrt_status parse_grid(spec_ctx *c, json_t *ph, const char *path, imrt_gr
         }
         n[a] = (int)cnt;
     }
+    IMRT_TRY_ST(check_phantom_budget(c, ph, kp, size, sp, n));
     double origin[3];
     for (int a = 0; a < 3; a++)
         origin[a] = centre[a] - 0.5 * (n[a] - 1) * sp[a];
@@ -1958,8 +2010,13 @@ static imrt_status parse_beam(const spec_ctx *c, json_t *v, const char *bp, imrt
     char gp[PATH_LEN], cp[PATH_LEN];
     join_key(gp, bp, "gantry_deg");
     join_key(cp, bp, "couch_deg");
-    if (json_is_number(v)) {
+    json_t *gv = json_is_number(v) ? v : json_is_object(v) ? json_object_get(v, "gantry_deg") : NULL;
+    if (json_is_number(v))
         snprintf(gp, sizeof gp, "%s", bp);
+    if (json_is_number(gv) && !(json_number_value(gv) >= 0.0))
+        return perr(c, IMRT_ERR_RANGE, gp, "must be in [0, 360) degrees (got %g; write %g)",
+                    json_number_value(gv), fmod(json_number_value(gv), 360.0) + 360.0);
+    if (json_is_number(v)) {
         st = num_value(c, v, bp, 0.0, 360.0, 0, "degrees (gantry)", &b->gantry_deg);
     } else {
         st = need_object(c, v, bp);
@@ -1978,6 +2035,20 @@ static imrt_status parse_beam(const spec_ctx *c, json_t *v, const char *bp, imrt
             b->has_isocentre = 1;
             st = get_vec(c, v, bp, "isocentre_mm", 1, 3, -MAX_COORD_MM, MAX_COORD_MM, 0, "mm",
                          b->isocentre);
+            double lo[3], hi[3];
+            if (st == IMRT_OK && c->phantom) {
+                imrt_grid_bounds(&c->phantom->grid, lo, hi);
+                for (int a = 0; a < 3 && st == IMRT_OK; a++)
+                    if (!(b->isocentre[a] >= lo[a] && b->isocentre[a] <= hi[a])) {
+                        char ip[PATH_LEN];
+                        join_key(ip, bp, "isocentre_mm");
+                        st = perr(c, IMRT_ERR_RANGE, ip,
+                                  "must lie inside the phantom grid (x %g..%g, y %g..%g, "
+                                  "z %g..%g mm; got %c = %g)",
+                                  lo[0], hi[0], lo[1], hi[1], lo[2], hi[2], "xyz"[a],
+                                  b->isocentre[a]);
+                    }
+            }
         }
         if (st == IMRT_OK && json_object_get(v, "field_mm")) {
             b->open_field = 1;
@@ -2005,10 +2076,14 @@ static imrt_status parse_beam(const spec_ctx *c, json_t *v, const char *bp, imrt
 static imrt_status parse_beam_list(spec_ctx *c, json_t *arr, const char *kp, imrt_beam_def **out,
                                    int *nout)
 {
-    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > MAX_BEAMS)
+    if (!json_is_array(arr))
         return perr(c, IMRT_ERR_PARSE, kp,
                     "must be an array of 1 to %d beams (gantry angles or beam objects; got %s)",
                     MAX_BEAMS, json_type_name(arr));
+    if (json_array_size(arr) == 0 || json_array_size(arr) > MAX_BEAMS)
+        return perr(c, IMRT_ERR_RANGE, kp,
+                    "must be an array of 1 to %d beams (got %zu beams)", MAX_BEAMS,
+                    json_array_size(arr));
     size_t n = json_array_size(arr);
     imrt_beam_def *b = imrt_calloc(n, sizeof *b);
     if (!b)
@@ -2016,7 +2091,17 @@ static imrt_status parse_beam_list(spec_ctx *c, json_t *arr, const char *kp, imr
     for (size_t i = 0; i < n; i++) {
         char bp[PATH_LEN];
         join_index(bp, kp, i);
-        imrt_status st = parse_beam(c, json_array_get(arr, i), bp, &b[i]);
+        json_t *bv = json_array_get(arr, i);
+        imrt_status st = parse_beam(c, bv, bp, &b[i]);
+        /* an explicit name must be unique: it names the beam's outputs */
+        for (size_t j = 0; st == IMRT_OK && json_is_object(bv) && json_object_get(bv, "name") &&
+                           j < i; j++)
+            if (strcmp(b[j].name, b[i].name) == 0) {
+                char np[PATH_LEN];
+                join_key(np, bp, "name");
+                st = perr(c, IMRT_ERR_RANGE, np, "beam name '%s' is already used by %s[%zu]; "
+                          "beam names must be unique", b[i].name, kp, j);
+            }
         if (st != IMRT_OK) {
             imrt_free(b);
             return st;
@@ -2369,6 +2454,7 @@ imrt_status imrt_spec_parse(const char *text, size_t len, const char *label,
                               "grid spacing option %g mm must be 0 (the spec's) or in [%g, %g] mm",
                               opt->grid_mm, IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM);
         c.grid_override = opt->grid_mm;
+        c.max_memory = opt->max_memory;
     }
     if (len > (size_t)IMRT_SPEC_MAX_BYTES)
         IMRT_FAIL(IMRT_ERR_RANGE, "%s: the spec has %zu bytes, more than the limit of %ld",

@@ -675,7 +675,7 @@ static void test_spec_import(void **state)
     imrt_plan_destroy(&plan);
     imrt_phantom_destroy(&p);
     /* resampled to 5 mm: the 243 mm body cube keeps its extent within a voxel */
-    imrt_spec_options opt = {5.0};
+    imrt_spec_options opt = {5.0, 0};
     assert_ok(imrt_spec_load_ex(spec, &opt, &p, NULL, &info));
     assert_int_equal(info->resampled, 1);
     assert_close(p->grid.dx, 5.0, 0, 1e-12);

@@ -107,7 +107,7 @@ static void test_shipped_phantoms_load(void **state)
     double total = 0.0;
     for (int g = 0; g < 2; g++)
         for (size_t i = 0; i < sizeof PHANTOMS / sizeof PHANTOMS[0]; i++) {
-            imrt_spec_options opt = {g == 0 ? 0.0 : spacings[g]};
+            imrt_spec_options opt = {g == 0 ? 0.0 : spacings[g], 0};
             imrt_phantom *p = NULL;
             imrt_plan *plan = NULL;
             imrt_spec_info *info = NULL;
@@ -132,7 +132,7 @@ static void test_phantom_volumes(void **state)
 {
     (void)state;
     for (int g = 0; g < 2; g++) {
-        imrt_spec_options opt = {g == 0 ? 0.0 : 4.0};
+        imrt_spec_options opt = {g == 0 ? 0.0 : 4.0, 0};
         /* voxel error allowed: 4 % at 2.5 mm, 15 % at 4 mm (small solids,
          * e.g. the 10 mm core is 2.5 voxels across at 4 mm) */
         double tol = g == 0 ? 0.04 : 0.15;
@@ -228,7 +228,7 @@ static void test_grid_override(void **state)
     (void)state;
     const double hs[] = {2.0, 3.0, 4.0, 5.0};
     for (size_t i = 0; i < 4; i++) {
-        imrt_spec_options opt = {hs[i]};
+        imrt_spec_options opt = {hs[i], 0};
         imrt_phantom *p = NULL;
         assert_ok(imrt_spec_load("tests/specs/small.json", &opt, &p, NULL));
         /* size_mm [100, 80, 60]: n = ceil(size / h), centred on 0 */
@@ -241,7 +241,7 @@ static void test_grid_override(void **state)
         assert_close(cc(p, "CTV"), 4.0 / 3.0 * PI * 1.0, 0.35, 0);
         imrt_phantom_destroy(&p);
     }
-    imrt_spec_options bad = {0.3};
+    imrt_spec_options bad = {0.3, 0};
     imrt_phantom *p = NULL;
     assert_int_equal(imrt_spec_load("tests/specs/small.json", &bad, &p, NULL), IMRT_ERR_ARG);
     assert_null(p);
@@ -511,7 +511,7 @@ static void test_mutations_do_not_crash(void **state)
     char *buf = malloc(len + 256);
     const char tokens[] = "{}[]\",:-0123456789eE.ntf ";
     int ok = 0, failed = 0;
-    imrt_spec_options opt = {5.0};
+    imrt_spec_options opt = {5.0, 0};
     for (int it = 0; it < 400; it++) {
         memcpy(buf, orig, len);
         size_t n = len;

@@ -38,7 +38,9 @@ void imrt_context_destroy(imrt_context **ctx);
 imrt_status imrt_context_set_threads(imrt_context *ctx, int threads);
 int imrt_context_threads(const imrt_context *ctx);
 
-/* Memory budget in bytes for the large arrays (dij, depth cubes). */
+/* Memory budget in bytes for the large arrays (phantom, dij and its build,
+ * doses, optimiser): stages estimate first and refuse with IMRT_ERR_BUDGET
+ * before allocating (docs/robustness.md, "The memory model"). */
 imrt_status imrt_context_set_max_memory(imrt_context *ctx, uint64_t bytes);
 uint64_t imrt_context_max_memory(const imrt_context *ctx);
 

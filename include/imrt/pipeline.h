@@ -37,6 +37,8 @@ typedef struct {
     int log_every;       /* solver log line every N iterations (default 10; 1 = all) */
     imrt_log_fn log;     /* may be NULL */
     void *log_user;
+    uint64_t max_memory; /* budget for the phantom check at load, bytes (0 = none; the
+                            later stages use the context's budget) */
 } imrt_run_options;
 
 void imrt_run_options_default(imrt_run_options *o);
@@ -78,7 +80,9 @@ typedef struct {
 } imrt_run;
 
 /* Stage 1: read the spec, build the phantom, its dose-grid copy and the IMRT
- * beams. Errors: those of imrt_spec_load, imrt_beamset_create. */
+ * beams. Errors: those of imrt_spec_load (IMRT_ERR_BUDGET for a phantom
+ * over opt->max_memory), imrt_beamset_create; IMRT_ERR_RANGE when no
+ * beamlet's central ray crosses the prescription target. */
 imrt_status imrt_run_load(const char *spec_path, const imrt_run_options *opt, imrt_run **out);
 
 /* Stage 2: the dij of the IMRT beams (unless one was set) and, when the spec
@@ -91,7 +95,9 @@ imrt_status imrt_run_dij(const imrt_context *ctx, imrt_run *run);
 imrt_status imrt_run_set_dij(imrt_run *run, imrt_dij **dij);
 
 /* Stage 3: optimise the IMRT weights, compute the dose, normalise, and
- * evaluate the goals (run->imrt). Errors: those of imrt_optimize. */
+ * evaluate the goals (run->imrt). Errors: those of imrt_optimize;
+ * IMRT_ERR_BUDGET when the doses, weights and optimiser arrays on top of
+ * the phantoms and dij held exceed the context's budget. */
 imrt_status imrt_run_optimise(const imrt_context *ctx, imrt_run *run);
 
 /* Stage 4: the 3D-conformal plan (run->crt), normalised like the IMRT one. */

@@ -50,7 +50,19 @@ typedef struct {
      * phantoms are resampled (nearest voxel) onto the new spacing. Range 0
      * or [IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM]. */
     double grid_mm;
+    /* Memory budget in bytes for the rasterised phantom (0 = no check): a
+     * grid whose estimate (IMRT_SPEC_PHANTOM_BYTES) is larger is refused
+     * with IMRT_ERR_BUDGET before anything is allocated, naming the coarser
+     * grid spacings that would fit. */
+    uint64_t max_memory;
 } imrt_spec_options;
+
+/* Estimated bytes of rasterising an analytic phantom of nvox voxels with
+ * nshapes shapes and nstructures structures: the density (float), one
+ * byte-mask per structure and per shape, a scratch mask and two masks of
+ * expression temporaries. */
+#define IMRT_SPEC_PHANTOM_BYTES(nvox, nshapes, nstructures) \
+    ((uint64_t)(nvox) * (uint64_t)(4 + 1 + 2 + (nshapes) + (nstructures)))
 
 /* Voxel and analytic volume of one structure. */
 typedef struct {
@@ -80,7 +92,9 @@ typedef struct {
  * imported file that cannot be read), IMRT_ERR_IO (the spec file cannot be
  * read), IMRT_ERR_PARSE (JSON syntax, unknown key,
  * wrong type, missing key), IMRT_ERR_RANGE (value out of range, grid too
- * big), IMRT_ERR_FORMAT (imported file unreadable), IMRT_ERR_NOMEM. */
+ * big), IMRT_ERR_FORMAT (imported file unreadable), IMRT_ERR_BUDGET (an
+ * analytic phantom over opt->max_memory, checked before rasterising),
+ * IMRT_ERR_NOMEM. */
 imrt_status imrt_spec_load(const char *path, const imrt_spec_options *opt,
                            imrt_phantom **phantom, imrt_plan **plan);
 
