@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh - run libFuzzer harnesses one after the other, each for
 # FUZZ_TIME seconds (default 60), and say how many inputs each executed.
-# Usage: tests/fuzz/run.sh [libFuzzer options...] -- NAME...   (NAME: spec, matrad, dij)
+# Usage: tests/fuzz/run.sh [libFuzzer options...] -- NAME...   (NAME: spec, matrad, matrad_vars, dij)
 # Each harness starts from its seeds (tests/fuzz/corpus/NAME, only read) and
 # a working corpus that persists between runs (FUZZ_BUILD/corpus/NAME, not in
 # git); crashing inputs land in FUZZ_BUILD/artifacts/. Exit status 1 if any
@@ -14,7 +14,7 @@ secs=${FUZZ_TIME:-60}
 extra=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do extra+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
-[ $# -gt 0 ] || set -- spec matrad dij
+[ $# -gt 0 ] || set -- spec matrad matrad_vars dij
 
 # Largest input per harness: big enough for the seeds and their growth,
 # small enough to keep each execution fast.
@@ -22,6 +22,7 @@ max_len() {
     case "$1" in
         spec) echo 16384 ;;
         matrad) echo 16384 ;;
+        matrad_vars) echo 1024 ;;
         *) echo 4096 ;;
     esac
 }
