@@ -209,7 +209,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_result(p, plan, info);
     } else {
         FUZZ_CHECK(st < 0 && !p && !plan && !info);
-        FUZZ_CHECK(imrt_last_error()[0] != '\0');
+        /* imrt/spec.h: every problem is reported as "FILE:LINE: KEY.PATH: ..." */
+        FUZZ_CHECK(strncmp(imrt_last_error(), "fuzz.json", 9) == 0);
     }
     imrt_phantom_destroy(&p);
     imrt_plan_destroy(&plan);
