@@ -7,10 +7,13 @@
 #   make demo       plan the default phantom and print where the report is
 #   make install    PREFIX=/usr/local DESTDIR= (headers, libraries, imrt, imrt.pc)
 #   make deps       check the Debian packages and install missing ones
+#   make MPI=1      also build-mpi/imrt-mpi, the distributed planner (docs/cluster.md)
+#   make MPI=1 test-mpi   its tests under mpirun with 1, 2 and 3 processes
 #   make fuzz       libFuzzer harnesses (clang) in build-fuzz/, each run FUZZ_TIME s
 #
 # Switches: NATIVE=1 (-march=native), WERROR=1 (warnings are errors),
-# SAN=address,undefined (sanitizers), BUILD=dir (object folder).
+# SAN=address,undefined (sanitizers), BUILD=dir (object folder), MPI=1
+# (objects in build-mpi/; only engine/mpi_*.c see MPI: libimrt and imrt never do).
 
 VERSION := 0.1.0
 , := ,
@@ -56,9 +59,24 @@ WARN += -Werror
 endif
 
 OPT := -O3 $(ARCH) -g
+ifeq ($(MPI),1)
+BUILD := build-mpi
+endif
 ifneq ($(SAN),)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SAN) -fno-sanitize-recover=all
-BUILD := build-san
+BUILD := build-san$(if $(filter 1,$(MPI)),-mpi)
+endif
+
+# MPI (Open MPI from Debian: libopenmpi-dev, openmpi-bin): only engine/mpi_*.c
+# are compiled with the wrapper's include flags (as system headers) and only
+# imrt-mpi is linked with its libraries.
+MPICC ?= mpicc
+ifeq ($(MPI),1)
+ifeq ($(shell command -v $(MPICC) 2>/dev/null),)
+$(error MPI=1 needs $(MPICC): apt-get install libopenmpi-dev openmpi-bin)
+endif
+MPI_CFLAGS := $(patsubst -I%,-isystem %,$(shell $(MPICC) --showme:compile))
+MPI_LIBS   := $(shell $(MPICC) --showme:link)
 endif
 
 CPPFLAGS += -Iinclude -Iengine -DIMRT_VERSION='"$(VERSION)"' -D_POSIX_C_SOURCE=200809L
@@ -67,10 +85,11 @@ LDLIBS   := $(PKG_LIBS) $(NIFTI_LIBS) -lm
 LDFLAGS  += -fopenmp $(RPATH) $(if $(SAN),-fsanitize=$(SAN))
 
 # engine/cli*.c make the imrt command; engine/prog_NAME.c make helper programs;
-# every other engine/*.c goes into the library.
+# engine/mpi_*.c make imrt-mpi (MPI=1 only); every other engine/*.c goes into the library.
 CLI_SRC  := $(wildcard engine/cli*.c)
 PROG_SRC := $(wildcard engine/prog_*.c)
-LIB_SRC  := $(filter-out $(CLI_SRC) $(PROG_SRC),$(wildcard engine/*.c))
+MPI_SRC  := $(wildcard engine/mpi_*.c)
+LIB_SRC  := $(filter-out $(CLI_SRC) $(PROG_SRC) $(MPI_SRC),$(wildcard engine/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard bench/bench_*.c)
 BENCH_LIB:= $(filter-out $(BENCH_SRC),$(wildcard bench/*.c))
@@ -83,6 +102,8 @@ PROGS    := $(PROG_SRC:engine/prog_%.c=$(BUILD)/progs/%)
 STATIC   := $(BUILD)/libimrt.a
 SHARED   := $(BUILD)/libimrt.so
 IMRT     := $(BUILD)/imrt
+MPI_OBJ  := $(MPI_SRC:%.c=$(BUILD)/%.o)
+IMRT_MPI := $(BUILD)/imrt-mpi
 
 # V=1 shows full compile lines
 ifeq ($(V),1)
@@ -92,11 +113,12 @@ Q = @echo '  CC $<';
 QL = @echo '  LD $@';
 endif
 
-.PHONY: all lib test asan bench benches demo install uninstall clean deps tests progs fuzz fuzzers fuzz-seeds
+.PHONY: all lib test asan bench benches demo install uninstall clean deps tests progs test-mpi \
+        fuzz fuzzers fuzz-seeds
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: $(STATIC) $(SHARED) $(IMRT) $(PROGS)
+all: $(STATIC) $(SHARED) $(IMRT) $(PROGS) $(if $(filter 1,$(MPI)),$(IMRT_MPI))
 
 lib: $(STATIC) $(SHARED)
 progs: $(PROGS)
@@ -114,6 +136,13 @@ $(STATIC): $(LIB_OBJ)
 
 $(SHARED): $(LIB_OBJ)
 	$(QL)$(CC) -shared -Wl,-soname,libimrt.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/engine/mpi_%.o: engine/mpi_%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(MPI_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(IMRT_MPI): $(MPI_OBJ) $(STATIC)
+	$(QL)$(CC) $(LDFLAGS) -o $@ $(MPI_OBJ) $(STATIC) $(LDLIBS) $(MPI_LIBS)
 
 $(IMRT): $(CLI_OBJ) $(STATIC)
 	$(QL)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LDLIBS)
@@ -137,6 +166,14 @@ test: tests
 
 asan:
 	$(MAKE) SAN=address,undefined test
+
+# the distributed planner against the single-process one (needs MPI=1)
+test-mpi: all $(BUILD)/tests/mpi/plan_diff
+ifeq ($(MPI),1)
+	@IMRT=$(IMRT) IMRT_MPI=$(IMRT_MPI) PLAN_DIFF=$(BUILD)/tests/mpi/plan_diff bash tests/mpi/run.sh
+else
+	@echo "make test-mpi needs MPI=1 (make MPI=1 test-mpi)"; exit 2
+endif
 
 benches: all $(BENCHES)
 
@@ -166,7 +203,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/include/imrt $(DESTDIR)$(PREFIX)/share/imrt
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-mpi build-san-mpi build-fuzz
 
 # ---- fuzzing (docs/fuzzing.md) ---------------------------------------------
 # The library is rebuilt with clang and the fuzzer's coverage hooks plus

@@ -280,6 +280,7 @@ imrt_status imrt_conformal_weights(const imrt_context *ctx, const imrt_dij *dij,
                 A[(size_t)beam_of[j] * (size_t)m + (size_t)i] += (double)dij->val[q];
         }
     }
+    IMRT_TRY(imrt_context_sum(ctx, A, m * nb)); /* distributed: rows of the other processes */
     for (int64_t i = 0; i < m; i++)
         rhs[i] = rx_gy;
     IMRT_TRY(imrt_nnls((int)m, nb, A, (int)m, rhs, w, NULL));
@@ -319,7 +320,7 @@ imrt_status imrt_conformal_dose(const imrt_context *ctx, const imrt_dij *dij, co
             s += (double)dij->val[q] * x[dij->col[q]];
         dose[dij->voxel[r]] = (float)s;
     }
-    return IMRT_OK;
+    return imrt_context_sum_float(ctx, dose, nvox); /* distributed: rows of the other processes */
 }
 
 imrt_status imrt_conformal_plan(const imrt_context *ctx, const imrt_dij *dij,

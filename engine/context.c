@@ -1,6 +1,6 @@
 /*
  * engine/context.c - the run context (threads, memory budget, kernels,
- * progress callback).
+ * progress callback, communicator of a distributed run).
  */
 #include "imrt/context.h"
 
@@ -21,6 +21,7 @@ struct imrt_context {
     imrt_kernel_choice kernels; /* reference or optimised kernels */
     imrt_progress_fn progress;  /* may be NULL */
     void *progress_user;        /* passed back to progress */
+    imrt_comm comm;             /* distributed run; comm.size == 0: single process */
 };
 
 const char *imrt_version(void) { return IMRT_VERSION; }
@@ -114,4 +115,47 @@ void imrt_context_progress(const imrt_context *ctx, const char *stage, double fr
 {
     if (ctx && ctx->progress)
         ctx->progress(ctx->progress_user, stage, fraction);
+}
+
+/* ---- distributed runs --------------------------------------------------- */
+
+imrt_status imrt_context_set_comm(imrt_context *ctx, const imrt_comm *comm)
+{
+    if (!ctx)
+        return imrt_error(IMRT_ERR_ARG, "imrt_context_set_comm: ctx is NULL");
+    if (!comm || comm->size == 1) {
+        memset(&ctx->comm, 0, sizeof ctx->comm);
+        return IMRT_OK;
+    }
+    if (comm->size < 1 || comm->rank < 0 || comm->rank >= comm->size)
+        return imrt_error(IMRT_ERR_ARG, "communicator rank %d of size %d is invalid", comm->rank,
+                          comm->size);
+    if (!comm->sum || !comm->sum_float || !comm->gather)
+        return imrt_error(IMRT_ERR_ARG, "communicator lacks an operation (sum, sum_float, gather)");
+    ctx->comm = *comm;
+    return IMRT_OK;
+}
+
+const imrt_comm *imrt_context_comm(const imrt_context *ctx)
+{
+    return ctx && ctx->comm.size > 1 ? &ctx->comm : NULL;
+}
+
+imrt_status imrt_context_sum(const imrt_context *ctx, double *buf, int64_t n)
+{
+    const imrt_comm *c = imrt_context_comm(ctx);
+    return c ? c->sum(c->user, buf, n) : IMRT_OK;
+}
+
+imrt_status imrt_context_sum_float(const imrt_context *ctx, float *buf, int64_t n)
+{
+    const imrt_comm *c = imrt_context_comm(ctx);
+    return c ? c->sum_float(c->user, buf, n) : IMRT_OK;
+}
+
+imrt_status imrt_context_gather(const imrt_context *ctx, double *v, int64_t n, int64_t begin,
+                                int64_t end)
+{
+    const imrt_comm *c = imrt_context_comm(ctx);
+    return c ? c->gather(c->user, v, n, begin, end) : IMRT_OK;
 }

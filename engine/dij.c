@@ -87,6 +87,8 @@ static imrt_status dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols
     d->ncols = ncols;
     d->nnz = nnz;
     d->nbeams = nbeams;
+    d->row_begin = 0;
+    d->row_end = nrows;
     IMRT_ALLOC(d->rowptr, nrows + 1);
     if (nnz > 0 && zero_entries) {
         IMRT_ALLOC(d->col, nnz);
@@ -174,6 +176,30 @@ imrt_status imrt_dij_dose(const imrt_dij *d, const double *x, float *dose)
     return IMRT_OK;
 }
 
+void imrt_dij_partition(const int64_t *rowptr, int64_t nrows, int nparts, int64_t *bounds)
+{
+    const int64_t nnz = rowptr[nrows];
+    bounds[0] = 0;
+    for (int p = 1; p < nparts; p++) {
+        if (nnz == 0) {
+            bounds[p] = nrows * p / nparts;
+            continue;
+        }
+        /* first row r >= bounds[p-1] with rowptr[r] >= p * nnz / nparts */
+        const int64_t want = (int64_t)((double)nnz * p / nparts);
+        int64_t lo = bounds[p - 1], hi = nrows;
+        while (lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            if (rowptr[mid] >= want)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        bounds[p] = lo;
+    }
+    bounds[nparts] = nrows;
+}
+
 /* ---- build ------------------------------------------------------------------ */
 
 /* Everything a build holds before the dij itself. */
@@ -208,6 +234,7 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
                                  const imrt_dose_options *opt, build_state *s)
 {
     imrt_status status = IMRT_OK;
+    double *counts = NULL;
     memset(s, 0, sizeof *s);
     if (!ph || !bs)
         return imrt_error(IMRT_ERR_ARG, "dij: NULL phantom or beam set");
@@ -247,8 +274,13 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
     const int nb = bs->nbeams;
     int64_t *rowptr = s->rowptr;
     const int64_t *voxel = s->voxel;
+    /* a distributed run counts an even share of the rows on each process and
+     * gathers the counts (exact in doubles below 2^53) */
+    const imrt_comm *comm = imrt_context_comm(ctx);
+    const int64_t c0 = comm ? nrows * comm->rank / comm->size : 0;
+    const int64_t c1 = comm ? nrows * (comm->rank + 1) / comm->size : nrows;
 #pragma omp parallel for num_threads(s->threads) schedule(dynamic, 4096)
-    for (int64_t r = 0; r < nrows; r++) {
+    for (int64_t r = c0; r < c1; r++) {
         double c[3];
         voxel_center(g, voxel[r], c);
         int64_t n = 0;
@@ -259,16 +291,25 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
         }
         rowptr[r + 1] = n;
     }
+    if (comm) {
+        IMRT_ALLOC(counts, nrows);
+        for (int64_t r = c0; r < c1; r++)
+            counts[r] = (double)rowptr[r + 1];
+        IMRT_TRY(comm->gather(comm->user, counts, nrows, c0, c1));
+        for (int64_t r = 0; r < nrows; r++)
+            rowptr[r + 1] = (int64_t)counts[r];
+    }
     rowptr[0] = 0;
     for (int64_t r = 0; r < nrows; r++)
         rowptr[r + 1] += rowptr[r];
 cleanup:
+    imrt_free(counts);
     return status;
 }
 
 /* Peak bytes of a build: the dij, the depth cubes, the row pointers held
  * twice for a moment, and the per-thread scratch. */
-static uint64_t build_bytes(const build_state *s, const imrt_beamset *bs)
+static uint64_t build_bytes(const build_state *s, const imrt_beamset *bs, int64_t r0, int64_t r1)
 {
     uint64_t scratch = 0;
     for (int b = 0; b < bs->nbeams; b++) {
@@ -276,8 +317,8 @@ static uint64_t build_bytes(const build_state *s, const imrt_beamset *bs)
                      (uint64_t)bs->beams[b].nu * (uint64_t)bs->beams[b].nv * sizeof(double);
         scratch = w > scratch ? w : scratch;
     }
-    return imrt_dij_bytes(s->nrows, bs->nbeamlets, s->rowptr[s->nrows], bs->nbeams) +
-           (uint64_t)bs->nbeams * (uint64_t)s->nrows * sizeof(float) +
+    return imrt_dij_bytes(s->nrows, bs->nbeamlets, s->rowptr[r1] - s->rowptr[r0], bs->nbeams) +
+           (uint64_t)bs->nbeams * (uint64_t)(r1 - r0) * sizeof(float) +
            (uint64_t)(s->nrows + 1) * sizeof(int64_t) + scratch * (uint64_t)s->threads;
 }
 
@@ -294,7 +335,7 @@ imrt_status imrt_dij_estimate(const imrt_context *ctx, const imrt_phantom *ph,
     if (nnz)
         *nnz = s.rowptr[s.nrows];
     if (bytes)
-        *bytes = build_bytes(&s, bs);
+        *bytes = build_bytes(&s, bs, 0, s.nrows);
 cleanup:
     build_free(&s);
     return status;
@@ -311,13 +352,23 @@ imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
     imrt_dij *d = NULL;
     float *depth = NULL;
     double *work = NULL, *vals = NULL;
+    int64_t *bounds = NULL;
     if (!out)
         return imrt_error(IMRT_ERR_ARG, "imrt_dij_build: out is NULL");
     *out = NULL;
     imrt_context_progress(ctx, "dij", 0.0);
     IMRT_TRY(build_prepare(ctx, ph, bs, m, opt, &s));
-    const int64_t nrows = s.nrows, nnz = s.rowptr[nrows];
-    const uint64_t need = build_bytes(&s, bs);
+    /* a distributed run computes only this process's block of rows */
+    const imrt_comm *comm = imrt_context_comm(ctx);
+    int64_t r0 = 0, r1 = s.nrows;
+    if (comm) {
+        IMRT_ALLOC(bounds, comm->size + 1);
+        imrt_dij_partition(s.rowptr, s.nrows, comm->size, bounds);
+        r0 = bounds[comm->rank];
+        r1 = bounds[comm->rank + 1];
+    }
+    const int64_t nrows = s.nrows, nnz = s.rowptr[r1] - s.rowptr[r0], nloc = r1 - r0;
+    const uint64_t need = build_bytes(&s, bs, r0, r1);
     const uint64_t budget = ctx ? imrt_context_max_memory(ctx) : 0;
     if (budget > 0 && need > budget)
         IMRT_FAIL(IMRT_ERR_BUDGET,
@@ -328,7 +379,10 @@ imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
                   MIB(need), (long long)nrows, bs->nbeamlets, (long long)nnz, MIB(budget),
                   bs->beamlet_mm, ph->grid.dx, ph->grid.dy, ph->grid.dz, s.cut.radius);
     IMRT_TRY(dij_alloc(&ph->grid, nrows, bs->nbeamlets, nnz, bs->nbeams, 0, &d));
-    memcpy(d->rowptr, s.rowptr, (size_t)(nrows + 1) * sizeof *d->rowptr);
+    for (int64_t r = 0; r <= nrows; r++)
+        d->rowptr[r] = s.rowptr[IMRT_MIN(IMRT_MAX(r, r0), r1)] - s.rowptr[r0];
+    d->row_begin = r0;
+    d->row_end = r1;
     memcpy(d->voxel, s.voxel, (size_t)nrows * sizeof *d->voxel);
     imrt_free(s.rowptr);
     s.rowptr = NULL;
@@ -347,10 +401,10 @@ imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
 
     /* Radiological depth of every row voxel, beam by beam (about a fifth of the work). */
     const double depth_share = 0.2;
-    IMRT_ALLOC(depth, (int64_t)bs->nbeams * nrows);
-    for (int b = 0; b < bs->nbeams; b++) {
-        IMRT_TRY(imrt_depth_cube(ctx, &ph->grid, ph->density, bs->beams[b].src, d->voxel, nrows,
-                                 depth + (int64_t)b * nrows));
+    IMRT_ALLOC(depth, IMRT_MAX((int64_t)bs->nbeams * nloc, (int64_t)1));
+    for (int b = 0; b < bs->nbeams && nloc > 0; b++) {
+        IMRT_TRY(imrt_depth_cube(ctx, &ph->grid, ph->density, bs->beams[b].src, d->voxel + r0,
+                                 nloc, depth + (int64_t)b * nloc));
         imrt_context_progress(ctx, "dij", depth_share * (b + 1) / bs->nbeams);
     }
 
@@ -363,17 +417,17 @@ imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
     IMRT_ALLOC(work, work_size * s.threads);
     IMRT_ALLOC(vals, max_cells * s.threads);
     const imrt_fspb_row_fn kernel = imrt_fspb_kernel(ctx);
-    const int64_t nchunks = IMRT_MIN((int64_t)64, nrows / 2048 + 1);
+    const int64_t nchunks = IMRT_MIN((int64_t)64, nloc / 2048 + 1);
     int mismatch = 0;
     for (int64_t ch = 0; ch < nchunks; ch++) {
-        const int64_t r0 = nrows * ch / nchunks, r1 = nrows * (ch + 1) / nchunks;
+        const int64_t c0 = r0 + nloc * ch / nchunks, c1 = r0 + nloc * (ch + 1) / nchunks;
 #pragma omp parallel num_threads(s.threads) reduction(| : mismatch)
         {
             const int tid = omp_get_thread_num();
             double *my_work = work + work_size * tid;
             double *my_val = vals + max_cells * tid;
 #pragma omp for schedule(dynamic, 256)
-            for (int64_t r = r0; r < r1; r++) {
+            for (int64_t r = c0; r < c1; r++) {
                 double c[3];
                 voxel_center(&ph->grid, d->voxel[r], c);
                 int64_t pos = d->rowptr[r];
@@ -383,7 +437,7 @@ imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
                         continue;
                     imrt_fspb_point P;
                     imrt_fspb_physics(&s.m, &s.cut, bs->beamlet_mm, u, v, scale,
-                                      (double)depth[(int64_t)b * nrows + r], &P);
+                                      (double)depth[(int64_t)b * nloc + (r - r0)], &P);
                     if (pos + imrt_fspb_count(&s.B[b], u, v, P.R) > d->rowptr[r + 1]) {
                         mismatch = 1;
                         break;
@@ -405,6 +459,7 @@ imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
     d = NULL;
 cleanup:
     imrt_free(depth);
+    imrt_free(bounds);
     imrt_free(work);
     imrt_free(vals);
     build_free(&s);

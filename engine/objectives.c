@@ -3,6 +3,8 @@
  * per-objective row lists, the per-voxel derivative program of the fused
  * pass, evaluation of F / the augmented Lagrangian and its gradient (fused
  * and two-pass forms), constraint multipliers and the default start.
+ * Distributed runs (imrt_comm in the context): the row doses are gathered
+ * after the product and the gradient is summed over the processes.
  * Formulas: include/imrt/objectives.h and docs/optimization.md.
  */
 #include "imrt/objectives.h"
@@ -69,6 +71,7 @@ struct imrt_objectives {
     double *shares;         /* ndefs */
     double penalty;         /* F of the last evaluation */
     double pbar;            /* largest penalty weight (1 without penalties) */
+    imrt_comm comm;         /* distributed run (copied from the context), else size 0 */
 };
 
 static const char *kind_name(imrt_objective_kind k)
@@ -353,6 +356,8 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
     s->ndefs = ndefs;
     s->mode = IMRT_EVAL_FUSED;
     imrt_spmv_kernels_select(&s->kern, ctx);
+    if (imrt_context_comm(ctx))
+        s->comm = *imrt_context_comm(ctx);
     const int32_t ncols = dij->ncols;
     const int64_t nrows = dij->nrows;
 
@@ -574,6 +579,12 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
         }
         if (is_pointwise_constraint(o) && o->n > 0)
             IMRT_ALLOC(o->lam, o->n);
+    }
+    if (s->comm.size > 1) { /* each process summed its own rows */
+        IMRT_TRY(s->comm.sum(s->comm.user, s->target_vec, ncols));
+        for (int k = 0; k < ndefs; k++)
+            if (s->obj[k].mvec)
+                IMRT_TRY(s->comm.sum(s->comm.user, s->obj[k].mvec, ncols));
     }
     imrt_objectives_al_reset(s);
 
@@ -886,6 +897,12 @@ imrt_status imrt_objectives_eval(imrt_objectives *s, const double *x, double *f,
         s->kern.matvec(D, x, s->dose, s->ws);
         memset(s->w, 0, (size_t)D->nrows * sizeof *s->w);
     }
+    const int dist = s->comm.size > 1;
+    if (dist) {
+        imrt_status st = s->comm.gather(s->comm.user, s->dose, D->nrows, D->row_begin, D->row_end);
+        if (st != IMRT_OK)
+            return st;
+    }
     double total = 0.0, penalty = 0.0;
     for (int k = 0; k < s->ndefs; k++) {
         objective *o = &s->obj[k];
@@ -905,7 +922,7 @@ imrt_status imrt_objectives_eval(imrt_objectives *s, const double *x, double *f,
                     continue;
                 const double *v = NULL;
                 if (o->def.kind == IMRT_OBJ_MEAN)
-                    v = o->mvec;
+                    v = dist && s->comm.rank > 0 ? NULL : o->mvec; /* summed: add once */
                 else if (o->channel > 0)
                     v = s->gch + (size_t)o->channel * ncols;
                 if (v)
@@ -916,6 +933,11 @@ imrt_status imrt_objectives_eval(imrt_objectives *s, const double *x, double *f,
                 s->kern.rows(D, s->ncorr, s->corr_rows, s->corr_w, grad, s->ws);
         } else {
             s->kern.rmatvec(D, s->w, grad, s->ws);
+        }
+        if (dist) {
+            imrt_status st = s->comm.sum(s->comm.user, grad, (int64_t)ncols);
+            if (st != IMRT_OK)
+                return st;
         }
     }
     *f = total;

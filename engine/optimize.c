@@ -2,6 +2,8 @@
  * engine/optimize.c - the solver: NLopt L-BFGS with x >= 0 inside an
  * augmented-Lagrangian outer loop, our own stopping rules applied from the
  * objective callback (nlopt_force_stop), the iteration log and statistics.
+ * In a distributed run every process takes the same steps; the wall-time
+ * rule is decided jointly (time_up) and NLopt's own clock is not used.
  */
 #include "imrt/optimize.h"
 
@@ -89,6 +91,19 @@ static double pg_norm(const double *x, const double *g, int32_t n)
     return m;
 }
 
+/* Has the wall-time limit passed? In a distributed run the processes agree
+ * (any one over the limit stops all), so that they take the same steps. */
+static int time_up(const run_state *R)
+{
+    const double lim = R->o->solver.max_time_s;
+    if (!(lim > 0.0))
+        return 0;
+    double over = now_s() - R->t0 >= lim ? 1.0 : 0.0;
+    if (imrt_context_comm(R->ctx) && imrt_context_sum(R->ctx, &over, 1) != IMRT_OK)
+        return 1;
+    return over > 0.0;
+}
+
 static void stop_with(run_state *R, imrt_stop_reason why)
 {
     if (!R->stop_set) {
@@ -162,7 +177,7 @@ static double objective_cb(unsigned n, const double *x, double *grad, void *data
         stop_with(R, IMRT_STOP_FTOL);
     else if (R->round_iter >= s->max_iterations)
         stop_with(R, IMRT_STOP_MAX_ITER);
-    else if (s->max_time_s > 0.0 && now_s() - R->t0 >= s->max_time_s)
+    else if (time_up(R))
         stop_with(R, IMRT_STOP_MAX_TIME);
     return L;
 }
@@ -278,12 +293,13 @@ imrt_status imrt_optimize(const imrt_context *ctx, imrt_objectives *obj,
         memcpy(R.best_x, x, (size_t)n * sizeof *x);
         if (opt->solver.max_time_s > 0.0) {
             const double left = opt->solver.max_time_s - (now_s() - R.t0);
-            if (left <= 0.0) {
+            if (time_up(&R)) {
                 R.stop_set = 1;
                 R.stop = IMRT_STOP_MAX_TIME;
                 break;
             }
-            nlopt_set_maxtime(R.opt, left);
+            if (!imrt_context_comm(ctx)) /* NLopt's clock would differ between processes */
+                nlopt_set_maxtime(R.opt, left);
         }
         double minf = 0.0;
         res = nlopt_optimize(R.opt, x, &minf);

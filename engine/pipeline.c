@@ -167,10 +167,13 @@ imrt_status imrt_run_dij(const imrt_context *ctx, imrt_run *run)
         IMRT_TRY(imrt_dij_build(ctx, run->dose_phantom, run->crt_beams, NULL, &dop,
                                 &run->crt_dij));
     }
+    double nnz_all = (double)run->dij->nnz; /* exact below 2^53 */
+    IMRT_TRY(imrt_context_sum(ctx, &nnz_all, 1));
+    run->dij_nnz = (int64_t)nnz_all;
     run->t_dij = now_s() - t;
     run_log(run, &run->opt, "dij: %lld voxels x %d beamlets, %lld nonzeros, %.1f MB (%.2f s)",
-            (long long)run->dij->nrows, run->dij->ncols, (long long)run->dij->nnz,
-            (double)imrt_dij_bytes(run->dij->nrows, run->dij->ncols, run->dij->nnz,
+            (long long)run->dij->nrows, run->dij->ncols, (long long)run->dij_nnz,
+            (double)imrt_dij_bytes(run->dij->nrows, run->dij->ncols, run->dij_nnz,
                                    run->dij->nbeams) / 1e6,
             run->t_dij);
 cleanup:
@@ -197,6 +200,7 @@ imrt_status imrt_run_set_dij(imrt_run *run, imrt_dij **dij)
                           imrt_beamset_nbeamlets(run->beams));
     imrt_dij_destroy(&run->dij);
     run->dij = *dij;
+    run->dij_nnz = run->dij->nnz;
     *dij = NULL;
     return IMRT_OK;
 }
@@ -241,6 +245,7 @@ imrt_status imrt_run_optimise(const imrt_context *ctx, imrt_run *run)
             IMRT_TRY(imrt_objectives_constraint(obj, i, oo.constraint_tol, &run->constraints[i]));
     }
     IMRT_TRY(imrt_dij_dose(run->dij, run->imrt.x, run->imrt.dose));
+    IMRT_TRY(imrt_context_sum_float(ctx, run->imrt.dose, nvd)); /* distributed: other rows */
     run->imrt.norm_factor = 1.0;
     if (plan->rx.normalise) {
         IMRT_TRY(imrt_normalisation_factor(&plan->rx, run->dose_phantom, run->imrt.dose,
@@ -375,14 +380,15 @@ imrt_status imrt_run_metrics_json(const imrt_run *run, json_t **out)
     *out = NULL;
     const imrt_grid *pg = &run->phantom->grid, *dg = &run->dose_phantom->grid;
     const imrt_dij *d = run->dij;
+    const int64_t nnz = run->dij_nnz > 0 ? run->dij_nnz : d->nnz;
     root = json_pack(
         "{s:{s:s, s:[i,i,i], s:[f,f,f], s:[i,i,i], s:[f,f,f], s:[f,f,f]}, "
         "s:{s:I, s:i, s:I, s:I, s:i, s:f}}",
         "phantom", "name", run->phantom->name, "dims", pg->nx, pg->ny, pg->nz, "spacing_mm",
         pg->dx, pg->dy, pg->dz, "dose_dims", dg->nx, dg->ny, dg->nz, "dose_spacing_mm", dg->dx,
         dg->dy, dg->dz, "origin_mm", pg->origin[0], pg->origin[1], pg->origin[2], "dij",
-        "voxels", (json_int_t)d->nrows, "beamlets", (int)d->ncols, "nnz", (json_int_t)d->nnz,
-        "bytes", (json_int_t)imrt_dij_bytes(d->nrows, d->ncols, d->nnz, d->nbeams), "beams",
+        "voxels", (json_int_t)d->nrows, "beamlets", (int)d->ncols, "nnz", (json_int_t)nnz,
+        "bytes", (json_int_t)imrt_dij_bytes(d->nrows, d->ncols, nnz, d->nbeams), "beams",
         d->nbeams, "beamlet_mm", d->beamlet_mm);
     if (!root)
         IMRT_FAIL(IMRT_ERR_NOMEM, "cannot build metrics.json");

@@ -54,6 +54,49 @@ void imrt_context_set_progress(imrt_context *ctx, imrt_progress_fn fn, void *use
 /* Report progress through the context's callback (no-op without one). */
 void imrt_context_progress(const imrt_context *ctx, const char *stage, double fraction);
 
+/* ---- distributed runs (MPI or any other message layer) ------------------
+ *
+ * The library has no MPI in it: a program that runs one process per node or
+ * socket (build-mpi/imrt-mpi, docs/cluster.md) hands the context a set of
+ * collective operations. With a communicator of size > 1:
+ *   - imrt_dij_build computes only this process's block of dij rows
+ *     (imrt_dij_partition: contiguous rows of about equal non-zero count);
+ *     the other rows are present but empty (dij.h, row_begin/row_end);
+ *   - the objective set gathers the row doses of every evaluation and sums
+ *     the gradient over the processes, so every process runs the same
+ *     solver steps;
+ *   - doses on the grid, the conformal fit's matrix and the dij's non-zero
+ *     count are summed over the processes.
+ * Every process must make the same calls in the same order (collectives).
+ * Each operation returns IMRT_OK or an error status after recording a
+ * message; the result must be the same bits on every process. */
+typedef struct {
+    int rank;   /* this process, 0..size-1 */
+    int size;   /* processes, >= 1 */
+    void *user; /* passed to the operations (e.g. the MPI communicator) */
+    /* buf[0..n) <- sum over the processes of their buf[0..n) */
+    imrt_status (*sum)(void *user, double *buf, int64_t n);
+    imrt_status (*sum_float)(void *user, float *buf, int64_t n);
+    /* v has n entries; this process holds v[begin..end); on return v holds
+     * every process's block. The blocks must tile 0..n-1 in rank order. */
+    imrt_status (*gather)(void *user, double *v, int64_t n, int64_t begin, int64_t end);
+} imrt_comm;
+
+/* Install (copy) a communicator; NULL or size 1 = a single process (the
+ * default). IMRT_ERR_ARG for a NULL ctx, size < 1, rank outside 0..size-1
+ * or a missing operation. */
+imrt_status imrt_context_set_comm(imrt_context *ctx, const imrt_comm *comm);
+
+/* The communicator, or NULL when the run is a single process. */
+const imrt_comm *imrt_context_comm(const imrt_context *ctx);
+
+/* Collectives through the context's communicator; with none (or ctx NULL)
+ * they leave the data as it is and return IMRT_OK. */
+imrt_status imrt_context_sum(const imrt_context *ctx, double *buf, int64_t n);
+imrt_status imrt_context_sum_float(const imrt_context *ctx, float *buf, int64_t n);
+imrt_status imrt_context_gather(const imrt_context *ctx, double *v, int64_t n, int64_t begin,
+                                int64_t end);
+
 /* Physical memory of this machine in bytes (0 if unknown). */
 uint64_t imrt_physical_memory(void);
 

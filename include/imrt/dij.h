@@ -11,6 +11,11 @@
  * Built by imrt_dij_build (imrt/dose.h); saved and loaded in imrt's own
  * binary format (below).
  *
+ * Distributed runs (imrt/context.h, imrt_comm): a process's dij has every
+ * row (voxel, rowptr) but entries only in its block row_begin..row_end-1;
+ * the other rows are empty. A dij of a single process has row_begin = 0,
+ * row_end = nrows.
+ *
  * Ownership: an imrt_dij owns every array; free it with imrt_dij_destroy.
  * Thread safety: read-only use from many threads is safe.
  */
@@ -49,7 +54,17 @@ typedef struct {
     double beamlet_mm;    /* beamlet pitch at the isocentre, mm */
     float *bixel_uv;      /* 2*ncols: beamlet centre (u, v) in BEV axes at the isocentre, mm */
     imrt_dij_beam *beams; /* nbeams entries, or NULL when unknown */
+    int64_t row_begin;    /* first row whose entries this process holds (0) */
+    int64_t row_end;      /* one past the last (nrows); only set by alloc/build/load */
 } imrt_dij;
+
+/* Split rows 0..nrows-1 into nparts contiguous blocks of about equal
+ * non-zero count: block p is bounds[p] .. bounds[p+1]-1, bounds[0] = 0,
+ * bounds[nparts] = nrows (nparts + 1 entries; blocks may be empty). rowptr
+ * (nrows + 1 entries, non-decreasing from 0) gives the counts; with no
+ * non-zeros the rows are split evenly. Block p starts at the first row
+ * whose entries begin at or after p/nparts of the total. */
+void imrt_dij_partition(const int64_t *rowptr, int64_t nrows, int nparts, int64_t *bounds);
 
 /* Bytes held by a dij of this shape (arrays only). */
 uint64_t imrt_dij_bytes(int64_t nrows, int32_t ncols, int64_t nnz, int nbeams);

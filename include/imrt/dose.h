@@ -95,7 +95,12 @@ imrt_status imrt_dij_estimate(const imrt_context *ctx, const imrt_phantom *dose_
  * (usually from imrt_dose_grid_phantom): rows = voxels in at least one
  * structure, columns = the beam set's beamlets. m NULL = the default
  * machine; opt NULL = imrt_dose_options_default. The result is bitwise
- * identical for any thread count.
+ * identical for any thread count. With a communicator in ctx
+ * (imrt_context_set_comm) the processes share the count pass (an even split
+ * of the rows, counts gathered) and each computes only its block of rows
+ * (imrt_dij_partition of the counts, rank of size blocks); the other rows
+ * stay empty, and the budget applies to the block. It is then a collective
+ * call, as is imrt_dij_estimate.
  * Errors: IMRT_ERR_ARG (NULL, no structure voxel, bad options),
  * IMRT_ERR_RANGE (machine parameters, a voxel behind a source),
  * IMRT_ERR_BUDGET (the build needs more than imrt_context_max_memory: the

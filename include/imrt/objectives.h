@@ -49,6 +49,12 @@
  * derivative, then D^T) computes the same thing and exists for checking
  * and benchmarking.
  *
+ * Distributed runs (a communicator in ctx, imrt/context.h): the dij holds
+ * this process's block of rows; each evaluation gathers the row doses from
+ * every process and sums the gradient, so that every process gets the same
+ * L and gradient (the target and mean-dose vectors are summed at creation).
+ * Every process must call create, eval and default_start together.
+ *
  * Ownership: the set keeps a pointer to the dij (which must outlive it and
  * stay unchanged) and copies everything else it needs from the phantom and
  * the definitions. Thread safety: one set serves one evaluation at a time;

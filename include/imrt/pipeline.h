@@ -60,7 +60,8 @@ typedef struct {
     imrt_spec_info *info;       /* volumes and discretisation errors; owned */
     imrt_phantom *dose_phantom; /* anatomy on the dose grid; owned */
     imrt_beamset *beams;        /* IMRT beams; owned */
-    imrt_dij *dij;              /* IMRT dij; owned */
+    imrt_dij *dij;              /* IMRT dij; owned (a distributed run: this process's rows) */
+    int64_t dij_nnz;            /* non-zeros of the whole IMRT dij, over every process */
     imrt_beamset *crt_beams;    /* conformal beams when they differ, else NULL; owned */
     imrt_dij *crt_dij;          /* their dij, else NULL; owned */
     uint8_t *aperture;          /* conformal aperture flag per beamlet of its beam set; owned */
