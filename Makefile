@@ -9,6 +9,7 @@
 #   make deps       check the Debian packages and install missing ones
 #   make MPI=1      also build-mpi/imrt-mpi, the distributed planner (docs/cluster.md)
 #   make MPI=1 test-mpi   its tests under mpirun with 1, 2 and 3 processes
+#   make fuzz       libFuzzer harnesses (clang) in build-fuzz/, each run FUZZ_TIME s
 #
 # Switches: NATIVE=1 (-march=native), WERROR=1 (warnings are errors),
 # SAN=address,undefined (sanitizers), BUILD=dir (object folder), MPI=1
@@ -112,7 +113,8 @@ Q = @echo '  CC $<';
 QL = @echo '  LD $@';
 endif
 
-.PHONY: all lib test asan bench benches demo install uninstall clean deps tests progs test-mpi
+.PHONY: all lib test asan bench benches demo install uninstall clean deps tests progs test-mpi \
+        fuzz fuzzers fuzz-seeds
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -201,6 +203,55 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/include/imrt $(DESTDIR)$(PREFIX)/share/imrt
 
 clean:
-	rm -rf build build-san build-mpi build-san-mpi
+	rm -rf build build-san build-mpi build-san-mpi build-fuzz
+
+# ---- fuzzing (docs/fuzzing.md) ---------------------------------------------
+# The library is rebuilt with clang and the fuzzer's coverage hooks plus
+# ASan/UBSan into build-fuzz/; each harness tests/fuzz/fuzz_NAME.c links it into
+# build-fuzz/fuzz_NAME. `make fuzz` runs every harness for FUZZ_TIME seconds on
+# a working copy of its seed corpus (build-fuzz/corpus/NAME; the seeds in
+# tests/fuzz/corpus/NAME are only read). FUZZ_TARGETS picks harnesses,
+# FUZZ_ARGS adds libFuzzer options (e.g. -jobs=2).
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_TIME    ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+# clang's -Wdouble-promotion also flags `double x = float_value;`, which gcc
+# (the project's compiler) accepts: that one warning is off for clang.
+FUZZ_CFLAGS  := -std=c11 -fopenmp -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) \
+                -Wno-double-promotion $(PKG_CFLAGS) $(NIFTI_CFLAGS) -MMD -MP
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_ALL     := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_BINS    := $(FUZZ_ALL:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+
+$(FUZZ_BUILD)/engine/%.o: engine/%.c
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libimrt.a: $(FUZZ_LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/tests/fuzz/%.o: tests/fuzz/%.c
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libimrt.a
+	$(QL)$(FUZZ_CC) -fopenmp -fsanitize=fuzzer $(FUZZ_SAN) $(RPATH) -o $@ $< \
+	    $(FUZZ_BUILD)/libimrt.a $(LDLIBS)
+
+fuzzers: $(FUZZ_BINS)
+
+# Rewrite the binary seeds (MAT and dij files) of tests/fuzz/corpus/.
+$(FUZZ_BUILD)/gen_seeds: $(FUZZ_BUILD)/tests/fuzz/gen_seeds.o $(FUZZ_BUILD)/libimrt.a
+	$(QL)$(FUZZ_CC) -fopenmp $(FUZZ_SAN) $(RPATH) -o $@ $< $(FUZZ_BUILD)/libimrt.a $(LDLIBS)
+
+fuzz-seeds: $(FUZZ_BUILD)/gen_seeds
+	$(FUZZ_BUILD)/gen_seeds tests/fuzz/corpus
+
+fuzz: fuzzers
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_TIME=$(FUZZ_TIME) bash tests/fuzz/run.sh $(FUZZ_ARGS) -- $(FUZZ_TARGETS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
