@@ -75,6 +75,14 @@ static void run_log(imrt_run *run, const imrt_run_options *opt, const char *fmt,
         opt->log(opt->log_user, line);
 }
 
+/* The solver that ran, as the report and metrics.json name it. */
+static const char *solver_description(imrt_method m)
+{
+    return m == IMRT_METHOD_NEWTON
+               ? "projected Newton-CG on the Gauss-Newton Hessian (MPRGP inner solves), x >= 0"
+               : "L-BFGS (NLopt), x >= 0";
+}
+
 static int solver_log(void *user, const imrt_iteration_info *it)
 {
     run_logger *lg = user;
@@ -298,9 +306,10 @@ imrt_status imrt_run_optimise(const imrt_context *ctx, imrt_run *run)
     oo.log = solver_log;
     oo.log_user = &lg;
     run_log(run, &run->opt,
-            "optimising %d objectives (%d hard constraints), L-BFGS, at most %d iterations",
+            "optimising %d objectives (%d hard constraints), at most %d iterations",
             plan->nobjectives, imrt_objectives_nconstraints(obj), plan->solver.max_iterations);
     IMRT_TRY(imrt_optimize(ctx, obj, &oo, run->imrt.x, &run->stats));
+    run_log(run, &run->opt, "solver: %s", solver_description(run->stats.method));
     run->nconstraints = imrt_objectives_nconstraints(obj);
     imrt_free(run->constraints);
     run->constraints = NULL;
@@ -475,8 +484,9 @@ imrt_status imrt_run_metrics_json(const imrt_run *run, json_t **out)
         }
         json_object_set_new(
             pimrt, "solver",
-            json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:s, s:o}", "method",
-                      "L-BFGS (NLopt), x >= 0", "iterations", run->stats.iterations,
+            json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:s, s:o}", "method",
+                      solver_description(run->stats.method), "iterations", run->stats.iterations,
+                      "hessian_products", run->stats.hessian_products,
                       "evaluations", run->stats.evaluations, "outer_iterations",
                       run->stats.outer_iterations, "f_start", run->stats.f_start, "f",
                       run->stats.f, "pg_norm", run->stats.pg_norm, "wall_s", run->stats.wall_s,

@@ -75,7 +75,7 @@ static void replay_spec(const char *path, const char *tmpdir)
     char *text = NULL;
     size_t len = 0;
     assert_ok(imrt_io_read_file(path, &text, &len));
-    imrt_spec_options opt = {5.0};
+    imrt_spec_options opt = {.grid_mm = 5.0};
     imrt_phantom *p = NULL;
     imrt_plan *plan = NULL;
     imrt_spec_info *info = NULL;

@@ -192,7 +192,7 @@ static void check_result(const imrt_phantom *p, const imrt_plan *plan, const imr
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    imrt_spec_options opt = {0.0};
+    imrt_spec_options opt = {.grid_mm = 0.0};
     json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
     int go = json_is_object(root) ? gate(root, &opt) : 1;
     json_decref(root);
