@@ -3,6 +3,7 @@
  * and the helpers every subcommand shares (exit codes, common options).
  */
 #include "cli_impl.h"
+#include "util_impl.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -58,30 +59,6 @@ int imrt_cli_usage_error(const char *cmd, const char *fmt, ...)
     return IMRT_EXIT_USAGE;
 }
 
-/* Parse a byte count with an optional K/M/G/T suffix (powers of 1024). */
-static int parse_bytes(const char *s, uint64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v > 0))
-        return 0;
-    double mult = 1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1024.0; end++; break;
-    case 'm': case 'M': mult = 1048576.0; end++; break;
-    case 'g': case 'G': mult = 1073741824.0; end++; break;
-    case 't': case 'T': mult = 1099511627776.0; end++; break;
-    default: break;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end != '\0' || v * mult > 1.8e19)
-        return 0;
-    *out = (uint64_t)(v * mult);
-    return 1;
-}
-
 int imrt_cli_common_option(imrt_cli_common *c, int opt, const char *arg, const char *cmd)
 {
     switch (opt) {
@@ -103,7 +80,7 @@ int imrt_cli_common_option(imrt_cli_common *c, int opt, const char *arg, const c
         c->force = 1;
         return 1;
     case OPT_MAX_MEMORY:
-        if (!parse_bytes(arg, &c->max_memory) || c->max_memory < (1u << 20)) {
+        if (!imrt_parse_bytes(arg, &c->max_memory) || c->max_memory < (1u << 20)) {
             imrt_cli_usage_error(cmd, "--max-memory '%s' must be a size of at least 1M (e.g. 512M, 8G)",
                                  arg);
             return -1;

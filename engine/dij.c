@@ -22,22 +22,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Ask for transparent huge pages on a large array (best effort, Linux): the
- * first touch of a dij costs one fault per 2 MiB instead of per 4 KiB. */
-static void advise_huge(void *p, size_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t page = (uintptr_t)2 << 20;
-    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t e = ((uintptr_t)p + bytes) & ~(page - 1);
-    if (e > a)
-        (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 uint64_t imrt_dij_bytes(int64_t nrows, int32_t ncols, int64_t nnz, int nbeams)
 {
     return (uint64_t)(nrows + 1) * sizeof(int64_t)      /* rowptr */
@@ -100,8 +84,8 @@ static imrt_status dij_alloc(const imrt_grid *grid, int64_t nrows, int32_t ncols
         if (!d->col || !d->val)
             IMRT_FAIL(IMRT_ERR_NOMEM, "cannot allocate %lld dij entries (%.1f MiB)",
                       (long long)nnz, (double)nnz * 8.0 / 1048576.0);
-        advise_huge(d->col, (size_t)nnz * sizeof *d->col);
-        advise_huge(d->val, (size_t)nnz * sizeof *d->val);
+        imrt_advise_huge(d->col, (size_t)nnz * sizeof *d->col);
+        imrt_advise_huge(d->val, (size_t)nnz * sizeof *d->val);
     }
     if (nrows > 0)
         IMRT_ALLOC(d->voxel, nrows);

@@ -17,6 +17,7 @@
  */
 #include "imrt.h"
 #include "mpi_impl.h"
+#include "util_impl.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -84,30 +85,6 @@ static int parse_num(const char *s, double lo, double hi, double *out)
     if (errno || end == s || *end || !(v >= lo && v <= hi))
         return 0;
     *out = v;
-    return 1;
-}
-
-/* A byte count with an optional K/M/G/T suffix (binary units), >= 1 MiB. */
-static int parse_bytes(const char *s, uint64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v > 0))
-        return 0;
-    double mult = 1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1024.0; end++; break;
-    case 'm': case 'M': mult = 1048576.0; end++; break;
-    case 'g': case 'G': mult = 1073741824.0; end++; break;
-    case 't': case 'T': mult = 1099511627776.0; end++; break;
-    default: break;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end != '\0' || v * mult > 1.8e19 || v * mult < 1048576.0)
-        return 0;
-    *out = (uint64_t)(v * mult);
     return 1;
 }
 
@@ -247,7 +224,7 @@ int main(int argc, char **argv)
             stats = optarg;
             break;
         case 'm':
-            if (!parse_bytes(optarg, &max_memory))
+            if (!imrt_parse_bytes(optarg, &max_memory) || max_memory < (1u << 20))
                 bad = fprintf(stderr, "imrt-mpi plan: --max-memory '%s' must be a size of at least "
                                       "1M (e.g. 512M, 8G)\n", optarg);
             break;

@@ -106,24 +106,6 @@ void imrt_spmv_ws_destroy(imrt_spmv_ws **ws)
 
 int imrt_spmv_ws_threads(const imrt_spmv_ws *ws) { return ws ? ws->threads : 0; }
 
-/* Transparent huge pages for a large array before its first touch (best
- * effort, Linux; as engine/dij.c does for the dij's own arrays): the
- * kernels stream it, and with 4 KiB pages a guest's TLB misses (two-level
- * page walks under virtualisation) slow the stream. */
-static void advise_huge(void *p, size_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t page = (uintptr_t)2 << 20;
-    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t e = ((uintptr_t)p + bytes) & ~(page - 1);
-    if (e > a)
-        (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 imrt_status imrt_spmv_ws_pack(imrt_spmv_ws *ws, const imrt_dij *D)
 {
     imrt_status status = IMRT_OK;
@@ -147,7 +129,7 @@ imrt_status imrt_spmv_ws_pack(imrt_spmv_ws *ws, const imrt_dij *D)
     if (!c16)
         IMRT_FAIL(IMRT_ERR_NOMEM, "imrt_spmv_ws_pack: cannot allocate %.1f MiB of 16-bit indices",
                   (double)(n16 * sizeof *c16) / 1048576.0);
-    advise_huge(c16, n16 * sizeof *c16);
+    imrt_advise_huge(c16, n16 * sizeof *c16);
     const int32_t *col = D->col;
     const int64_t nnz = D->nnz;
 #pragma omp parallel for num_threads(ws->threads) schedule(static)

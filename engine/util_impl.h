@@ -15,6 +15,7 @@
 #include "imrt/status.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define IMRT_FAIL(code, ...)                      \
@@ -43,5 +44,13 @@
 #define IMRT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define IMRT_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define IMRT_PI 3.14159265358979323846
+
+/* Ask for transparent huge pages on a large array (best effort, Linux; no-op
+ * elsewhere): one fault per 2 MiB on first touch, fewer TLB misses when streamed. */
+void imrt_advise_huge(void *p, size_t bytes);
+
+/* Parse a byte count with an optional K/M/G/T suffix (powers of 1024) and an
+ * optional trailing B; 1 on success, 0 if malformed, not positive or too large. */
+int imrt_parse_bytes(const char *s, uint64_t *out);
 
 #endif /* IMRT_UTIL_IMPL_H */
