@@ -1,18 +1,13 @@
 /*
  * engine/alloc.c - aligned, overflow-checked allocation with failure
- * injection for tests; huge-page advice for large arrays and the parser of
- * byte counts (--max-memory).
+ * injection for tests.
  */
-#define _DEFAULT_SOURCE /* madvise(MADV_HUGEPAGE) */
 #include "imrt/alloc.h"
-#include "util_impl.h"
 
-#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 static atomic_long fail_countdown; /* 0 = disabled */
 static atomic_long alloc_total;
@@ -53,43 +48,3 @@ void *imrt_calloc(size_t n, size_t size)
 }
 
 void imrt_free(void *p) { free(p); }
-
-/* Ask for transparent huge pages on a large array (best effort, Linux): the
- * first touch of a dij costs one fault per 2 MiB instead of per 4 KiB. */
-void imrt_advise_huge(void *p, size_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t page = (uintptr_t)2 << 20;
-    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t e = ((uintptr_t)p + bytes) & ~(page - 1);
-    if (e > a)
-        (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
-/* Parse a byte count with an optional K/M/G/T suffix (powers of 1024). */
-int imrt_parse_bytes(const char *s, uint64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v > 0))
-        return 0;
-    double mult = 1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1024.0; end++; break;
-    case 'm': case 'M': mult = 1048576.0; end++; break;
-    case 'g': case 'G': mult = 1073741824.0; end++; break;
-    case 't': case 'T': mult = 1099511627776.0; end++; break;
-    default: break;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end != '\0' || v * mult > 1.8e19)
-        return 0;
-    *out = (uint64_t)(v * mult);
-    return 1;
-}

@@ -6,6 +6,7 @@
  * next to structures.nii.gz) or default to "label N".
  */
 #include "cli_impl.h"
+#include "util_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -53,18 +54,6 @@ enum { OPT_LEGEND = OPT_FIRST_LOCAL, OPT_BIN };
 #define DEFAULT_BIN_GY 0.1
 #define MAX_BIN_GY 1e4
 #define MAX_LEGEND_BYTES (16u << 20)
-
-/* Strict decimal number: the whole string, finite. */
-static int parse_number(const char *s, double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !isfinite(v))
-        return 0;
-    *out = v;
-    return 1;
-}
 
 /* Exit code of a failed read of an input file: a missing or unreadable input
  * is an input error (3), not an output error. */
@@ -305,7 +294,8 @@ int imrt_cmd_dvh(int argc, char **argv)
             legend_path = optarg;
             continue;
         case OPT_BIN:
-            if (!parse_number(optarg, &bin_gy) || !(bin_gy > 0.0 && bin_gy <= MAX_BIN_GY))
+            if (!imrt_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &bin_gy) ||
+                !(bin_gy > 0.0 && bin_gy <= MAX_BIN_GY))
                 return imrt_cli_usage_error(cmd, "--bin '%s' must be a dose step in (0, %g] Gy",
                                             optarg, MAX_BIN_GY);
             continue;

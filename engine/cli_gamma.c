@@ -5,6 +5,7 @@
  * as NIfTI on A's grid.
  */
 #include "cli_impl.h"
+#include "util_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -46,18 +47,6 @@ enum { OPT_DOSE = OPT_FIRST_LOCAL, OPT_DTA, OPT_THRESHOLD, OPT_LOCAL };
 
 #define MAX_DTA_MM 100.0
 #define PERCENTILE 95.0
-
-/* Strict decimal number: the whole string, finite. */
-static int parse_number(const char *s, double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !isfinite(v))
-        return 0;
-    *out = v;
-    return 1;
-}
 
 /* A missing or unreadable input is an input error (3), not an output error. */
 static int input_fail(const char *cmd, imrt_status st)
@@ -141,17 +130,19 @@ int imrt_cmd_gamma(int argc, char **argv)
             out_path = optarg;
             continue;
         case OPT_DOSE:
-            if (!parse_number(optarg, &go.dose_pct) || !(go.dose_pct > 0.0 && go.dose_pct <= 100.0))
+            if (!imrt_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &go.dose_pct) ||
+                !(go.dose_pct > 0.0 && go.dose_pct <= 100.0))
                 return imrt_cli_usage_error(cmd, "--dose '%s' must be a percentage in (0, 100]",
                                             optarg);
             continue;
         case OPT_DTA:
-            if (!parse_number(optarg, &go.dist_mm) || !(go.dist_mm > 0.0 && go.dist_mm <= MAX_DTA_MM))
+            if (!imrt_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &go.dist_mm) ||
+                !(go.dist_mm > 0.0 && go.dist_mm <= MAX_DTA_MM))
                 return imrt_cli_usage_error(cmd, "--dta '%s' must be a distance in (0, %g] mm",
                                             optarg, MAX_DTA_MM);
             continue;
         case OPT_THRESHOLD:
-            if (!parse_number(optarg, &go.threshold_pct) ||
+            if (!imrt_parse_double(optarg, -HUGE_VAL, HUGE_VAL, &go.threshold_pct) ||
                 !(go.threshold_pct >= 0.0 && go.threshold_pct < 100.0))
                 return imrt_cli_usage_error(cmd, "--threshold '%s' must be a percentage in [0, 100)",
                                             optarg);

@@ -4,6 +4,7 @@
  * on stdout, and the output folder.
  */
 #include "cli_impl.h"
+#include "util_impl.h"
 
 #include "imrt/pipeline.h"
 
@@ -44,17 +45,6 @@ static void log_line(void *user, const char *line)
     }
 }
 
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return 0;
-    *out = v;
-    return 1;
-}
-
 int imrt_cmd_plan(int argc, char **argv)
 {
     enum { OPT_GRID = OPT_FIRST_LOCAL, OPT_LOG_EVERY };
@@ -79,13 +69,13 @@ int imrt_cmd_plan(int argc, char **argv)
             out_dir = optarg;
             break;
         case OPT_GRID:
-            if (!parse_double(optarg, IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM, &ro.grid_mm))
+            if (!imrt_parse_double(optarg, IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM, &ro.grid_mm))
                 return imrt_cli_usage_error("plan", "--grid '%s' must be a spacing in [%g, %g] mm",
                                             optarg, IMRT_SPEC_MIN_GRID_MM, IMRT_SPEC_MAX_GRID_MM);
             break;
         case OPT_LOG_EVERY: {
             double v;
-            if (!parse_double(optarg, 1, 1e6, &v))
+            if (!imrt_parse_double(optarg, 1, 1e6, &v))
                 return imrt_cli_usage_error("plan", "--log-every '%s' must be an integer >= 1",
                                             optarg);
             ro.log_every = (int)v;

@@ -77,17 +77,6 @@ static void log_line(void *user, const char *line)
     fflush(stderr);
 }
 
-static int parse_num(const char *s, double lo, double hi, double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return 0;
-    *out = v;
-    return 1;
-}
-
 /* Print the failure of a process and end the whole job. */
 _Noreturn static void die(int rank, imrt_status st)
 {
@@ -229,19 +218,19 @@ int main(int argc, char **argv)
                                       "1M (e.g. 512M, 8G)\n", optarg);
             break;
         case 'g':
-            if (!parse_num(optarg, 0.5, 20.0, &ro.grid_mm))
+            if (!imrt_parse_double(optarg, 0.5, 20.0, &ro.grid_mm))
                 bad = fprintf(stderr, "imrt-mpi plan: --grid '%s' must be in 0.5..20 mm\n",
                               optarg);
             break;
         case 't':
-            if (!parse_num(optarg, 1, 4096, &v) || v != (int)v)
+            if (!imrt_parse_double(optarg, 1, 4096, &v) || v != (int)v)
                 bad = fprintf(stderr, "imrt-mpi plan: --threads '%s' must be an integer 1..4096\n",
                               optarg);
             else
                 threads = (int)v;
             break;
         case 'l':
-            if (!parse_num(optarg, 1, 1e6, &v))
+            if (!imrt_parse_double(optarg, 1, 1e6, &v))
                 bad = fprintf(stderr, "imrt-mpi plan: --log-every '%s' must be 1..1e6\n", optarg);
             else
                 ro.log_every = (int)v;

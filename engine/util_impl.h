@@ -53,4 +53,7 @@ void imrt_advise_huge(void *p, size_t bytes);
  * optional trailing B; 1 on success, 0 if malformed, not positive or too large. */
 int imrt_parse_bytes(const char *s, uint64_t *out);
 
+/* Parse a whole string as a finite decimal number in [lo, hi]; 1 on success. */
+int imrt_parse_double(const char *s, double lo, double hi, double *out);
+
 #endif /* IMRT_UTIL_IMPL_H */
