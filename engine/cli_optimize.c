@@ -46,19 +46,8 @@ static imrt_status write_outputs(imrt_run *run, const char *dir, int force)
                                     "imrt IMRT dose, Gy");
     if (st == IMRT_OK)
         st = imrt_outdir_path(od, "weights.txt", path, sizeof path);
-    if (st == IMRT_OK) {
-        imrt_atomic_file *f = NULL;
-        st = imrt_atomic_open(path, &f);
-        if (st == IMRT_OK) {
-            FILE *s = imrt_atomic_stream(f);
-            fprintf(s, "# imrt beamlet weights of %s, one per beamlet, beam by beam\n",
-                    run->spec_path);
-            for (int32_t j = 0; j < run->dij->ncols; j++)
-                fprintf(s, "%.9g\n", run->imrt.x[j]);
-            st = imrt_atomic_commit(&f);
-        }
-        imrt_atomic_abort(&f);
-    }
+    if (st == IMRT_OK)
+        st = imrt_run_write_weights(run, path, "imrt", 9);
     if (st == IMRT_OK)
         st = imrt_run_metrics_json(run, &m);
     if (st == IMRT_OK) {

@@ -90,22 +90,6 @@ _Noreturn static void die(int rank, imrt_status st)
 /* What each rank reports about its share of the work. */
 enum { ST_BEGIN, ST_END, ST_NNZ, ST_BYTES, ST_RSS_KB, ST_THREADS, ST_N };
 
-static imrt_status write_weights(const imrt_run *run, const char *path)
-{
-    imrt_atomic_file *f = NULL;
-    imrt_status st = imrt_atomic_open(path, &f);
-    if (st != IMRT_OK)
-        return st;
-    FILE *s = imrt_atomic_stream(f);
-    fprintf(s, "# imrt-mpi beamlet weights of %s, one per beamlet, beam by beam\n",
-            run->spec_path);
-    for (int32_t j = 0; j < run->dij->ncols; j++)
-        fprintf(s, "%.17g\n", run->imrt.x[j]);
-    st = imrt_atomic_commit(&f);
-    imrt_atomic_abort(&f);
-    return st;
-}
-
 static imrt_status write_stats(const imrt_run *run, const int64_t *all, int size,
                                const char *path)
 {
@@ -318,7 +302,7 @@ int main(int argc, char **argv)
         }
         st = imrt_run_write(run, out_dir, force);
         if (st == IMRT_OK && weights)
-            st = write_weights(run, weights);
+            st = imrt_run_write_weights(run, weights, "imrt-mpi", 17);
         if (st == IMRT_OK && stats)
             st = write_stats(run, all, size, stats);
         if (st != IMRT_OK) {

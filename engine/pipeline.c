@@ -610,6 +610,27 @@ typedef struct {
 
 #define IMRT_MAX_IMAGES 64
 
+imrt_status imrt_run_write_weights(const imrt_run *run, const char *path, const char *program,
+                                   int digits)
+{
+    if (!run || !path || !program || !run->dij || !run->imrt.x)
+        return imrt_error(IMRT_ERR_ARG, "imrt_run_write_weights: no optimised weights");
+    if (digits < 1 || digits > 17)
+        return imrt_error(IMRT_ERR_ARG, "imrt_run_write_weights: digits %d outside [1, 17]", digits);
+    imrt_atomic_file *f = NULL;
+    imrt_status st = imrt_atomic_open(path, &f);
+    if (st == IMRT_OK) {
+        FILE *s = imrt_atomic_stream(f);
+        fprintf(s, "# %s beamlet weights of %s, one per beamlet, beam by beam\n", program,
+                run->spec_path);
+        for (int32_t j = 0; j < run->dij->ncols; j++)
+            fprintf(s, "%.*g\n", digits, run->imrt.x[j]);
+        st = imrt_atomic_commit(&f);
+    }
+    imrt_atomic_abort(&f);
+    return st;
+}
+
 imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
 {
     imrt_status status = IMRT_OK;

@@ -770,20 +770,6 @@ static void test_catalogue(void **state)
 
 /* ---- allocation failure at every point of a small plan -------------------------------- */
 
-/* Folder entries of dir other than "." and ".." (staging folders included). */
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-    closedir(d);
-    return n;
-}
-
 /* One in-process plan of base.json, written to dir unless dir is NULL. */
 static imrt_status plan_once(const char *spec, const char *dir)
 {
@@ -862,7 +848,7 @@ static void test_alloc_failure_sweep(void **state)
             fail_msg("allocation %ld of %ld: status %s (%s), expected IMRT_ERR_NOMEM", n, total,
                      imrt_status_name(st), imrt_last_error());
         }
-        if (count_entries(parent) != 0)
+        if (imrt_test_count_entries(parent) != 0)
             fail_msg("allocation %ld of %ld: the failed run left files in %s", n, total, parent);
     }
     printf("alloc sweep: %ld allocations (%ld before the outputs; a plan %.2f s, with outputs "
@@ -902,7 +888,7 @@ static void test_alloc_failure_command(void **state)
         if (code != 4 || !strstr(err, "allocate"))
             fail_msg("allocation %ld: exit %d, expected 4 with a message naming the allocation; "
                      "stderr:\n%s", points[q], code, err);
-        if (count_entries(work) != 0)
+        if (imrt_test_count_entries(work) != 0)
             fail_msg("allocation %ld: output left in %s", points[q], work);
     }
     assert_true(checked >= 6);

@@ -65,39 +65,28 @@ typedef struct {
     int rank;
 } member;
 
-static imrt_status fake_sum(void *user, double *buf, int64_t n)
-{
-    member *m = user;
-    world *w = m->w;
-    w->slot[m->rank] = buf;
-    pthread_barrier_wait(&w->bar);
-    if (m->rank == 0)
-        for (int p = 1; p < w->n; p++)
-            for (int64_t i = 0; i < n; i++)
-                buf[i] += ((double *)w->slot[p])[i];
-    pthread_barrier_wait(&w->bar);
-    if (m->rank != 0)
-        memcpy(buf, w->slot[0], (size_t)n * sizeof *buf);
-    pthread_barrier_wait(&w->bar);
-    return IMRT_OK;
-}
-
-static imrt_status fake_sum_float(void *user, float *buf, int64_t n)
-{
-    member *m = user;
-    world *w = m->w;
-    w->slot[m->rank] = buf;
-    pthread_barrier_wait(&w->bar);
-    if (m->rank == 0)
-        for (int p = 1; p < w->n; p++)
-            for (int64_t i = 0; i < n; i++)
-                buf[i] += ((float *)w->slot[p])[i];
-    pthread_barrier_wait(&w->bar);
-    if (m->rank != 0)
-        memcpy(buf, w->slot[0], (size_t)n * sizeof *buf);
-    pthread_barrier_wait(&w->bar);
-    return IMRT_OK;
-}
+/* Sum buf over the members into every member's buf (rank 0 adds the others'
+ * in rank order, then everyone copies rank 0's result): one body for both
+ * element types, as MPI_Reduce + MPI_Bcast do it. */
+#define FAKE_SUM(name, T)                                                    \
+    static imrt_status name(void *user, T *buf, int64_t n)                   \
+    {                                                                        \
+        member *m = user;                                                    \
+        world *w = m->w;                                                     \
+        w->slot[m->rank] = buf;                                              \
+        pthread_barrier_wait(&w->bar);                                       \
+        if (m->rank == 0)                                                    \
+            for (int p = 1; p < w->n; p++)                                   \
+                for (int64_t i = 0; i < n; i++)                              \
+                    buf[i] += ((T *)w->slot[p])[i];                          \
+        pthread_barrier_wait(&w->bar);                                       \
+        if (m->rank != 0)                                                    \
+            memcpy(buf, w->slot[0], (size_t)n * sizeof *buf);                \
+        pthread_barrier_wait(&w->bar);                                       \
+        return IMRT_OK;                                                      \
+    }
+FAKE_SUM(fake_sum, double)
+FAKE_SUM(fake_sum_float, float)
 
 static imrt_status fake_gather(void *user, double *v, int64_t n, int64_t begin, int64_t end)
 {

@@ -16,21 +16,6 @@
 #include <signal.h>
 #include <sys/resource.h>
 
-/* Number of entries (other than . and ..) in a folder; -1 if unreadable. */
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
-}
-
 static int exists(const char *path)
 {
     struct stat st;
@@ -75,7 +60,7 @@ static void test_outdir_appears_only_at_commit(void **state)
     assert_ok(imrt_outdir_path(o, "dose.txt", file, sizeof file));
     assert_ok(imrt_io_write_file(file, "12.5\n", 5));
     assert_false(exists(dir)); /* nothing under the final name before the commit */
-    assert_int_equal(count_entries(parent), 1);
+    assert_int_equal(imrt_test_count_entries(parent), 1);
     assert_ok(imrt_outdir_commit(o));
     imrt_outdir_destroy(&o);
     assert_null(o);
@@ -85,8 +70,8 @@ static void test_outdir_appears_only_at_commit(void **state)
     read_text(final_file, buf, sizeof buf);
     assert_string_equal(buf, "12.5\n");
     assert_true(exists(marker));
-    assert_int_equal(count_entries(parent), 1); /* only run1: no staging, no temp files */
-    assert_int_equal(count_entries(dir), 2);    /* dose.txt + marker */
+    assert_int_equal(imrt_test_count_entries(parent), 1); /* only run1: no staging, no temp files */
+    assert_int_equal(imrt_test_count_entries(dir), 2);    /* dose.txt + marker */
     rm_rf(parent);
 }
 
@@ -114,7 +99,7 @@ static void test_outdir_refuses_existing_without_force(void **state)
     write_text(plain, "x");
     assert_int_equal(imrt_outdir_open(plain, 1, &o), IMRT_ERR_EXISTS);
     assert_non_null(strstr(imrt_last_error(), "not a folder"));
-    assert_int_equal(count_entries(parent), 2);
+    assert_int_equal(imrt_test_count_entries(parent), 2);
     rm_rf(parent);
 }
 
@@ -142,7 +127,7 @@ static void test_outdir_force_replaces_at_commit(void **state)
     assert_false(exists(check));
     snprintf(check, sizeof check, "%s/new.txt", dir);
     assert_true(exists(check));
-    assert_int_equal(count_entries(parent), 1); /* the old folder is gone too */
+    assert_int_equal(imrt_test_count_entries(parent), 1); /* the old folder is gone too */
     /* an empty existing folder may be replaced with force */
     char empty[300];
     snprintf(empty, sizeof empty, "%s/empty", parent);
@@ -150,7 +135,7 @@ static void test_outdir_force_replaces_at_commit(void **state)
     assert_ok(imrt_outdir_open(empty, 1, &o));
     assert_ok(imrt_outdir_commit(o));
     imrt_outdir_destroy(&o);
-    assert_int_equal(count_entries(empty), 1);
+    assert_int_equal(imrt_test_count_entries(empty), 1);
     rm_rf(parent);
 }
 
@@ -173,7 +158,7 @@ static void test_failed_run_leaves_nothing(void **state)
     assert_null(f);
     imrt_outdir_destroy(&o); /* the run fails: no commit */
     assert_false(exists(dir));
-    assert_int_equal(count_entries(parent), 0);
+    assert_int_equal(imrt_test_count_entries(parent), 0);
 
     /* a failed run with force leaves the previous output untouched */
     assert_ok(imrt_outdir_open(dir, 0, &o));
@@ -183,8 +168,8 @@ static void test_failed_run_leaves_nothing(void **state)
     assert_ok(imrt_outdir_path(o, "c.bin", path, sizeof path));
     assert_ok(imrt_io_write_file(path, "c", 1));
     imrt_outdir_destroy(&o);
-    assert_int_equal(count_entries(parent), 1);
-    assert_int_equal(count_entries(dir), 1); /* just the marker of the first run */
+    assert_int_equal(imrt_test_count_entries(parent), 1);
+    assert_int_equal(imrt_test_count_entries(dir), 1); /* just the marker of the first run */
 
     /* the final name appearing during a run without force is not overwritten */
     rm_rf(dir);
@@ -192,8 +177,8 @@ static void test_failed_run_leaves_nothing(void **state)
     assert_int_equal(mkdir(dir, 0777), 0);
     assert_int_equal(imrt_outdir_commit(o), IMRT_ERR_EXISTS);
     imrt_outdir_destroy(&o);
-    assert_int_equal(count_entries(parent), 1);
-    assert_int_equal(count_entries(dir), 0);
+    assert_int_equal(imrt_test_count_entries(parent), 1);
+    assert_int_equal(imrt_test_count_entries(dir), 0);
     rm_rf(parent);
 }
 
@@ -264,18 +249,18 @@ static void test_atomic_file_replaces_or_keeps(void **state)
     fputs("new\n", fp);
     read_text(path, buf, sizeof buf);
     assert_string_equal(buf, "old\n"); /* untouched until the commit */
-    assert_int_equal(count_entries(parent), 2);
+    assert_int_equal(imrt_test_count_entries(parent), 2);
     imrt_atomic_abort(&f);
     read_text(path, buf, sizeof buf);
     assert_string_equal(buf, "old\n");
-    assert_int_equal(count_entries(parent), 1);
+    assert_int_equal(imrt_test_count_entries(parent), 1);
     assert_ok(imrt_atomic_open(path, &f));
     fputs("new\n", imrt_atomic_stream(f));
     assert_ok(imrt_atomic_commit(&f));
     assert_null(f);
     read_text(path, buf, sizeof buf);
     assert_string_equal(buf, "new\n");
-    assert_int_equal(count_entries(parent), 1);
+    assert_int_equal(imrt_test_count_entries(parent), 1);
     /* permissions follow the umask like an ordinary new file */
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
@@ -338,7 +323,7 @@ static void test_write_failure_is_reported_and_cleaned(void **state)
     assert_non_null(strstr(msg2, strerror(EFBIG)));
     read_text(path, buf, sizeof buf);
     assert_string_equal(buf, "previous");
-    assert_int_equal(count_entries(parent), 1);
+    assert_int_equal(imrt_test_count_entries(parent), 1);
     rm_rf(parent);
 }
 
@@ -357,12 +342,12 @@ static void test_outdir_allocation_failures_clean_up(void **state)
         if (st != IMRT_OK) {
             assert_int_equal(st, IMRT_ERR_NOMEM);
             assert_null(o);
-            assert_int_equal(count_entries(parent), 0);
+            assert_int_equal(imrt_test_count_entries(parent), 0);
             failures++;
             continue;
         }
         imrt_outdir_destroy(&o);
-        assert_int_equal(count_entries(parent), 0);
+        assert_int_equal(imrt_test_count_entries(parent), 0);
         break;
     }
     assert_true(failures >= 1);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -76,6 +77,21 @@ static inline const char *imrt_test_tmpdir(void)
     if (!mkdtemp(dir))
         fail_msg("mkdtemp failed");
     return dir;
+}
+
+/* Number of entries other than "." and ".." in a folder (staging folders and
+ * temporary files included); -1 if it cannot be read. */
+static inline int imrt_test_count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
 }
 
 #endif /* IMRT_TEST_UTIL_H */

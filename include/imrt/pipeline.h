@@ -111,6 +111,13 @@ imrt_status imrt_run_plan(const imrt_context *ctx, const char *spec_path,
 /* metrics.json of a run (interface.md shape). *out is a new reference. */
 imrt_status imrt_run_metrics_json(const imrt_run *run, json_t **out);
 
+/* Write the IMRT beamlet weights (after imrt_run_optimise) to `path` atomically:
+ * a '#' comment line naming `program` and the spec, then one weight per line,
+ * beamlet by beamlet, beam by beam, with `digits` significant digits (1-17;
+ * 17 reproduces the doubles exactly). `imrt dose --weights` reads this file. */
+imrt_status imrt_run_write_weights(const imrt_run *run, const char *path, const char *program,
+                                   int digits);
+
 /* Write the output folder `dir` (after all four stages) (refused if it exists, unless force):
  * every file is written into a staging folder that is renamed into place
  * only when all succeeded. */
