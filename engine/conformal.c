@@ -217,7 +217,7 @@ imrt_status imrt_conformal_weights(const imrt_context *ctx, const imrt_dij *dij,
     imrt_status status = IMRT_OK;
     int *beam_of = NULL;
     int64_t *rows = NULL;
-    double *A = NULL, *rhs = NULL, *w = NULL;
+    double *A = NULL, *rhs = NULL, *w = NULL, *xb = NULL, *xe = NULL;
     if (!dij || !aperture || !dose_phantom || !target || !x)
         return imrt_error(IMRT_ERR_ARG, "imrt_conformal_weights: NULL argument");
     IMRT_TRY(check_dij(dij));
@@ -271,13 +271,23 @@ imrt_status imrt_conformal_weights(const imrt_context *ctx, const imrt_dij *dij,
     IMRT_ALLOC(rhs, m);
     IMRT_ALLOC(w, nb);
     const int nth = context_threads(ctx);
+    /* column b: the dose of beam b's aperture at unit weight, through the
+     * dij's map columns as well (imrt_dij_expand) */
+    IMRT_ALLOC(xb, nc);
+    IMRT_ALLOC(xe, IMRT_MAX(imrt_dij_width(dij), 1));
+    for (int b = 0; b < nb; b++) {
+        memset(xb, 0, (size_t)nc * sizeof *xb);
+        for (int32_t j = dij->beam_start[b]; j < dij->beam_start[b + 1]; j++)
+            xb[j] = aperture[j] ? 1.0 : 0.0;
+        IMRT_TRY(imrt_dij_expand(dij, nth, xb, xe));
+        double *Ab = A + (size_t)b * (size_t)m;
 #pragma omp parallel for schedule(static) num_threads(nth)
-    for (int64_t i = 0; i < m; i++) {
-        int64_t r = rows[i];
-        for (int64_t q = dij->rowptr[r]; q < dij->rowptr[r + 1]; q++) {
-            int32_t j = dij->col[q];
-            if (aperture[j])
-                A[(size_t)beam_of[j] * (size_t)m + (size_t)i] += (double)dij->val[q];
+        for (int64_t i = 0; i < m; i++) {
+            const int64_t r = rows[i];
+            double acc = 0.0;
+            for (int64_t q = dij->rowptr[r]; q < dij->rowptr[r + 1]; q++)
+                acc += (double)dij->val[q] * xe[dij->col[q]];
+            Ab[i] = acc;
         }
     }
     IMRT_TRY(imrt_context_sum(ctx, A, m * nb)); /* distributed: rows of the other processes */
@@ -297,6 +307,8 @@ imrt_status imrt_conformal_weights(const imrt_context *ctx, const imrt_dij *dij,
     if (beam_weight)
         memcpy(beam_weight, w, (size_t)nb * sizeof *w);
 cleanup:
+    imrt_free(xb);
+    imrt_free(xe);
     imrt_free(beam_of);
     imrt_free(rows);
     imrt_free(A);
@@ -310,17 +322,24 @@ imrt_status imrt_conformal_dose(const imrt_context *ctx, const imrt_dij *dij, co
 {
     if (!dij || !x || !dose || !dij->rowptr || !dij->voxel || (dij->nnz > 0 && (!dij->col || !dij->val)))
         return imrt_error(IMRT_ERR_ARG, "imrt_conformal_dose: NULL argument");
+    imrt_status status = IMRT_OK;
+    double *xe = NULL;
     int64_t nvox = imrt_grid_nvox(&dij->grid);
-    memset(dose, 0, (size_t)nvox * sizeof *dose);
     const int nth = context_threads(ctx);
+    IMRT_ALLOC(xe, IMRT_MAX(imrt_dij_width(dij), 1)); /* beamlets and scatter-map nodes */
+    IMRT_TRY(imrt_dij_expand(dij, nth, x, xe));
+    memset(dose, 0, (size_t)nvox * sizeof *dose);
 #pragma omp parallel for schedule(static) num_threads(nth)
     for (int64_t r = 0; r < dij->nrows; r++) {
         double s = 0.0;
         for (int64_t q = dij->rowptr[r]; q < dij->rowptr[r + 1]; q++)
-            s += (double)dij->val[q] * x[dij->col[q]];
+            s += (double)dij->val[q] * xe[dij->col[q]];
         dose[dij->voxel[r]] = (float)s;
     }
-    return imrt_context_sum_float(ctx, dose, nvox); /* distributed: rows of the other processes */
+    status = imrt_context_sum_float(ctx, dose, nvox); /* distributed: rows of the other processes */
+cleanup:
+    imrt_free(xe);
+    return status;
 }
 
 imrt_status imrt_conformal_plan(const imrt_context *ctx, const imrt_dij *dij,

@@ -44,6 +44,8 @@ void imrt_dij_destroy(imrt_dij **pd)
     imrt_free(d->beam_start);
     imrt_free(d->bixel_uv);
     imrt_free(d->beams);
+    imrt_free(d->smap);
+    imrt_dij_scatter_free(&d->scatter);
     imrt_free(d);
     *pd = NULL;
 }
@@ -112,10 +114,13 @@ imrt_status imrt_dij_validate(const imrt_dij *d)
     if (!d)
         return imrt_error(IMRT_ERR_ARG, "imrt_dij_validate: NULL dij");
     const int64_t nvox = imrt_grid_nvox(&d->grid);
-    if (d->nrows < 0 || d->nrows > nvox || d->ncols < 0 || d->nnz < 0 || d->nbeams < 0)
+    if (d->nrows < 0 || d->nrows > nvox || d->ncols < 0 || d->nnz < 0 || d->nbeams < 0 ||
+        d->nvirt < 0 || (int64_t)d->ncols + d->nvirt > INT32_MAX)
         return imrt_error(IMRT_ERR_FORMAT, "dij sizes are inconsistent (rows %lld of %lld "
-                          "voxels, columns %d, entries %lld, beams %d)", (long long)d->nrows,
-                          (long long)nvox, d->ncols, (long long)d->nnz, d->nbeams);
+                          "voxels, columns %d + %d map columns, entries %lld, beams %d)",
+                          (long long)d->nrows, (long long)nvox, d->ncols, d->nvirt,
+                          (long long)d->nnz, d->nbeams);
+    const int32_t width = imrt_dij_width(d);
     if (d->rowptr[0] != 0 || d->rowptr[d->nrows] != d->nnz)
         return imrt_error(IMRT_ERR_FORMAT, "dij row pointers run from %lld to %lld, expected "
                           "0 to %lld", (long long)d->rowptr[0], (long long)d->rowptr[d->nrows],
@@ -127,10 +132,10 @@ imrt_status imrt_dij_validate(const imrt_dij *d)
             return imrt_error(IMRT_ERR_FORMAT, "dij row %lld has voxel %lld (must increase, "
                               "< %lld)", (long long)r, (long long)d->voxel[r], (long long)nvox);
         for (int64_t e = d->rowptr[r]; e < d->rowptr[r + 1]; e++) {
-            if (d->col[e] < 0 || d->col[e] >= d->ncols ||
+            if (d->col[e] < 0 || d->col[e] >= width ||
                 (e > d->rowptr[r] && d->col[e] <= d->col[e - 1]))
                 return imrt_error(IMRT_ERR_FORMAT, "dij row %lld has column %d (must increase, "
-                                  "< %d)", (long long)r, d->col[e], d->ncols);
+                                  "< %d)", (long long)r, d->col[e], (int)width);
             if (!isfinite(d->val[e]))
                 return imrt_error(IMRT_ERR_FORMAT, "dij row %lld has a non-finite value",
                                   (long long)r);
@@ -142,23 +147,29 @@ imrt_status imrt_dij_validate(const imrt_dij *d)
     for (int b = 0; b < d->nbeams; b++)
         if (d->beam_start[b + 1] < d->beam_start[b])
             return imrt_error(IMRT_ERR_FORMAT, "dij beam %d has a negative number of columns", b);
-    return IMRT_OK;
+    return imrt_dij_smap_check(d);
 }
 
 imrt_status imrt_dij_dose(const imrt_dij *d, const double *x, float *dose)
 {
+    imrt_status status = IMRT_OK;
+    double *xe = NULL;
     if (!d || !x || !dose)
         return imrt_error(IMRT_ERR_ARG, "imrt_dij_dose: NULL argument");
+    IMRT_ALLOC(xe, IMRT_MAX(imrt_dij_width(d), 1));
+    IMRT_TRY(imrt_dij_expand(d, 0, x, xe));
     const int64_t nvox = imrt_grid_nvox(&d->grid);
     for (int64_t v = 0; v < nvox; v++)
         dose[v] = 0.0f;
     for (int64_t r = 0; r < d->nrows; r++) {
         double s = 0.0;
         for (int64_t e = d->rowptr[r]; e < d->rowptr[r + 1]; e++)
-            s += (double)d->val[e] * x[d->col[e]];
+            s += (double)d->val[e] * xe[d->col[e]];
         dose[d->voxel[r]] = (float)s;
     }
-    return IMRT_OK;
+cleanup:
+    imrt_free(xe);
+    return status;
 }
 
 void imrt_dij_partition(const int64_t *rowptr, int64_t nrows, int nparts, int64_t *bounds)
@@ -188,6 +199,7 @@ void imrt_dij_partition(const int64_t *rowptr, int64_t nrows, int nparts, int64_
 /* ---- build ------------------------------------------------------------------ */
 
 #define MIB(x) ((double)(x) / 1048576.0)
+#define IMRT_SMAP_ENTRIES 8 /* trilinear scatter-map entries per voxel and beam */
 
 /* Everything a build holds before the dij itself. */
 typedef struct {
@@ -257,6 +269,7 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
     s->nbeams = bs->nbeams;
     IMRT_TRY(imrt_fspb_beams_create(bs, &s->B));
     const double R = s->cut.radius;
+    const int maps = s->cut.maps;
     const imrt_fspb_beam *B = s->B;
     const int nb = bs->nbeams;
     int64_t *rowptr = s->rowptr;
@@ -273,8 +286,10 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
         int64_t n = 0;
         for (int b = 0; b < nb; b++) {
             double u, v, scale;
-            if (imrt_fspb_geometry(B[b].beam, c, &u, &v, &scale))
-                n += imrt_fspb_count(&B[b], u, v, R);
+            if (imrt_fspb_geometry(B[b].beam, c, &u, &v, &scale)) {
+                const int64_t k = imrt_fspb_count(&B[b], u, v, R);
+                n += k + (maps && k > 0 ? IMRT_SMAP_ENTRIES : 0);
+            }
         }
         rowptr[r + 1] = n;
     }
@@ -383,6 +398,103 @@ static imrt_status budget_error(const imrt_phantom *ph, const imrt_beamset *bs,
                       alt, ph->grid.dx, ph->grid.dy, ph->grid.dz, b, s->cut.radius);
 }
 
+/* Scatter-map layout of every beam (imrt_dij_smap): nodes covering the
+ * projections of the row voxels, sigma levels covering their scatter
+ * sigmas. Extents come from this process's rows and, in a distributed run,
+ * are combined over the processes (each fills its own slot of a summed
+ * buffer), so every process gets the same maps. */
+static imrt_status smap_layout(const imrt_context *ctx, const build_state *s,
+                               const imrt_phantom *ph, const imrt_beamset *bs,
+                               const int64_t *voxel, const float *depth, int64_t r0, int64_t r1,
+                               imrt_dij *d)
+{
+    imrt_status status = IMRT_OK;
+    const int nb = bs->nbeams;
+    const int64_t nloc = r1 - r0;
+    double *ext = NULL, *all = NULL;
+    const imrt_comm *comm = imrt_context_comm(ctx);
+    const int nproc = comm ? comm->size : 1, me = comm ? comm->rank : 0;
+    IMRT_ALLOC(ext, 6 * (size_t)nb * (size_t)s->threads);
+    for (int64_t q = 0; q < 6 * (int64_t)nb * s->threads; q++)
+        ext[q] = (q % 2 == 0) ? (double)INFINITY : -(double)INFINITY;
+#pragma omp parallel num_threads(s->threads)
+    {
+        double *e = ext + 6 * (int64_t)nb * omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int64_t r = r0; r < r1; r++) {
+            double c[3];
+            voxel_center(&ph->grid, voxel[r], c);
+            for (int b = 0; b < nb; b++) {
+                double u, v, scale;
+                if (s->B[b].beam->count < 1 || !imrt_fspb_geometry(s->B[b].beam, c, &u, &v, &scale))
+                    continue;
+                const double z = (double)depth[(int64_t)b * nloc + (r - r0)];
+                const double sg = imrt_machine_sigma_s(&s->m, z) * scale;
+                double *eb = e + 6 * b;
+                eb[0] = fmin(eb[0], u);
+                eb[1] = fmax(eb[1], u);
+                eb[2] = fmin(eb[2], v);
+                eb[3] = fmax(eb[3], v);
+                eb[4] = fmin(eb[4], sg);
+                eb[5] = fmax(eb[5], sg);
+            }
+        }
+    }
+    for (int t = 1; t < s->threads; t++)
+        for (int q = 0; q < 6 * nb; q++)
+            ext[q] = q % 2 == 0 ? fmin(ext[q], ext[6 * (int64_t)nb * t + q])
+                                : fmax(ext[q], ext[6 * (int64_t)nb * t + q]);
+    if (comm) {
+        /* min as -max(-x); slots of other processes stay 0 in the sum */
+        IMRT_ALLOC(all, 6 * (size_t)nb * (size_t)nproc);
+        for (int q = 0; q < 6 * nb; q++) {
+            const double x = q % 2 == 0 ? -ext[q] : ext[q];
+            all[6 * (int64_t)nb * me + q] = isfinite(x) ? x : -1e300;
+        }
+        IMRT_TRY(comm->sum(comm->user, all, 6 * (int64_t)nb * nproc));
+        for (int q = 0; q < 6 * nb; q++) {
+            double mx = -(double)INFINITY;
+            for (int p = 0; p < nproc; p++)
+                mx = fmax(mx, all[6 * (int64_t)nb * p + q]);
+            mx = mx > -1e299 ? mx : -(double)INFINITY;
+            ext[q] = q % 2 == 0 ? -mx : mx;
+        }
+    }
+    IMRT_ALLOC(d->smap, nb);
+    int64_t next = d->ncols;
+    for (int b = 0; b < nb; b++) {
+        double *eb = ext + 6 * b;
+        if (!(eb[0] <= eb[1])) { /* no voxel in front of this beam */
+            eb[0] = eb[1] = eb[2] = eb[3] = 0.0;
+            eb[4] = eb[5] = imrt_machine_sigma_s(&s->m, 0.0);
+        }
+        imrt_dij_smap *m = &d->smap[b];
+        const double h = s->cut.map_pitch > 0 ? s->cut.map_pitch : fmax(2.0, 0.25 * eb[4]);
+        const double lr = log(s->cut.map_ratio);
+        m->h = h;
+        m->u0 = eb[0] - 0.5 * h;
+        m->v0 = eb[2] - 0.5 * h;
+        m->np = (int32_t)IMRT_MAX(2.0, ceil((eb[1] - m->u0) / h) + 1.0);
+        m->nq = (int32_t)IMRT_MAX(2.0, ceil((eb[3] - m->v0) / h) + 1.0);
+        m->s0 = eb[4];
+        m->ln_ratio = lr;
+        m->nk = (int32_t)IMRT_MAX(2.0, ceil(log(eb[5] / eb[4]) / lr - 1e-9) + 1.0);
+        if (m->np > 4096 || m->nq > 4096 || m->nk > 256)
+            IMRT_FAIL(IMRT_ERR_RANGE, "beam %d's scatter map would need %d x %d nodes and %d "
+                      "levels (at most 4096 x 4096 x 256): raise the map pitch or ratio", b,
+                      (int)m->np, (int)m->nq, (int)m->nk);
+        m->first = (int32_t)next;
+        next += (int64_t)m->np * m->nq * m->nk;
+        if (next > INT32_MAX)
+            IMRT_FAIL(IMRT_ERR_RANGE, "the scatter maps need more than 2^31 columns");
+    }
+    d->nvirt = (int32_t)(next - d->ncols);
+cleanup:
+    imrt_free(ext);
+    imrt_free(all);
+    return status;
+}
+
 imrt_status imrt_dij_build(const imrt_context *ctx, const imrt_phantom *ph,
                            const imrt_beamset *bs, const imrt_machine *m,
                            const imrt_dose_options *opt, imrt_dij **out)
@@ -451,7 +563,13 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
         imrt_context_progress(ctx, "dij", depth_share * (b + 1) / bs->nbeams);
     }
 
-    /* Fill pass: rows in chunks (progress between chunks), threads inside. */
+    const int maps = s.cut.maps;
+    if (maps)
+        IMRT_TRY(smap_layout(ctx, &s, ph, bs, d->voxel, depth, r0, r1, d));
+
+    /* Fill pass: rows in chunks (progress between chunks), threads inside.
+     * A row holds the beams' primary entries (beamlet columns), then, with
+     * scatter maps, eight map entries per beam in front (map columns). */
     int64_t work_size = 0, max_cells = 0;
     for (int b = 0; b < bs->nbeams; b++) {
         work_size = IMRT_MAX(work_size, imrt_fspb_work_size(&bs->beams[b]));
@@ -473,7 +591,18 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
             for (int64_t r = c0; r < c1; r++) {
                 double c[3];
                 voxel_center(&ph->grid, d->voxel[r], c);
-                int64_t pos = d->rowptr[r];
+                int64_t pos = d->rowptr[r], end = d->rowptr[r + 1];
+                if (maps) {
+                    /* map entries go after every primary entry of the row */
+                    int nfront = 0;
+                    for (int b = 0; b < bs->nbeams; b++) {
+                        double u, v, scale;
+                        nfront += s.B[b].beam->count > 0 &&
+                                  imrt_fspb_geometry(s.B[b].beam, c, &u, &v, &scale);
+                    }
+                    end -= (int64_t)IMRT_SMAP_ENTRIES * nfront;
+                }
+                int64_t spos = end;
                 for (int b = 0; b < bs->nbeams; b++) {
                     double u, v, scale;
                     if (!imrt_fspb_geometry(s.B[b].beam, c, &u, &v, &scale))
@@ -481,7 +610,12 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
                     imrt_fspb_point P;
                     imrt_fspb_physics(&s.m, &s.cut, bs->beamlet_mm, u, v, scale,
                                       (double)depth[(int64_t)b * nloc + (r - r0)], &P);
-                    if (pos + imrt_fspb_count(&s.B[b], u, v, P.R) > d->rowptr[r + 1]) {
+                    const double cs = P.pre * P.a, ss = P.ss;
+                    if (maps) {
+                        P.pre *= 1.0 - P.a;
+                        P.a = 0.0;
+                    }
+                    if (pos + imrt_fspb_count(&s.B[b], u, v, P.R) > end) {
                         mismatch = 1;
                         break;
                     }
@@ -489,8 +623,19 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
                     for (int64_t e = 0; e < n; e++)
                         d->val[pos + e] = (float)my_val[e];
                     pos += n;
+                    if (maps && n > 0) {
+                        if (spos + IMRT_SMAP_ENTRIES > d->rowptr[r + 1]) {
+                            mismatch = 1;
+                            break;
+                        }
+                        double sv[IMRT_SMAP_ENTRIES];
+                        imrt_dij_smap_entries(&d->smap[b], u, v, ss, cs, d->col + spos, sv);
+                        for (int e = 0; e < IMRT_SMAP_ENTRIES; e++)
+                            d->val[spos + e] = (float)sv[e];
+                        spos += IMRT_SMAP_ENTRIES;
+                    }
                 }
-                mismatch |= pos != d->rowptr[r + 1];
+                mismatch |= pos != end || spos != d->rowptr[r + 1];
             }
         }
         imrt_context_progress(ctx, "dij",
@@ -498,6 +643,7 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
     }
     if (mismatch)
         IMRT_FAIL(IMRT_ERR_INTERNAL, "dij: the fill pass disagrees with the count pass");
+    IMRT_TRY(imrt_dij_scatter_prepare(d));
     *out = d;
     d = NULL;
 cleanup:

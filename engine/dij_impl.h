@@ -16,4 +16,15 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
                                 const imrt_beamset *bs, const imrt_machine *m,
                                 const imrt_dose_options *opt, imrt_dij **out);
 
+/* Scatter maps (engine/scatter.c). */
+void imrt_dij_scatter_free(imrt_dij_scatter **s);
+/* IMRT_ERR_FORMAT when d->smap does not describe d->nvirt columns after
+ * the beamlets with sane sizes; IMRT_OK when nvirt == 0. */
+imrt_status imrt_dij_smap_check(const imrt_dij *d);
+/* The eight trilinear entries (increasing columns) of a point at (u, v)
+ * with scatter sigma `sigma` (mm, isocentre plane), each value multiplied
+ * by scale; returns 8. */
+int imrt_dij_smap_entries(const imrt_dij_smap *m, double u, double v, double sigma,
+                          double scale, int32_t *col, double *val);
+
 #endif /* IMRT_DIJ_IMPL_H */

@@ -18,8 +18,10 @@
 #include <zlib.h>
 
 #define DIJ_MAGIC "IMRTDIJ"        /* 7 characters + NUL = 8 bytes */
-#define DIJ_HEADER_BYTES 124u
+#define DIJ_HEADER_BYTES 124u     /* version 1 */
+#define DIJ_HEADER_BYTES_V2 132u  /* version 2: + i32 nvirt, i32 reserved */
 #define DIJ_BEAM_BYTES 104u        /* char[64] name + 5 doubles */
+#define DIJ_SMAP_BYTES 56u         /* 4 x i32 (first, np, nq, nk) + 5 doubles */
 
 /* ---- little-endian packing ---------------------------------------------- */
 
@@ -63,8 +65,11 @@ typedef struct {
     uint64_t bytes;
 } block;
 
-/* Payload blocks in file order; beams go through a packed buffer. */
-static void payload_blocks(const imrt_dij *d, unsigned char *beams_buf, block blk[7])
+/* Payload blocks in file order; beams and maps go through packed buffers
+ * (maps: version 2 only, else an empty block). */
+#define DIJ_NBLOCKS 8
+static void payload_blocks(const imrt_dij *d, unsigned char *beams_buf, unsigned char *smap_buf,
+                           int version, block blk[DIJ_NBLOCKS])
 {
     blk[0].ptr = beams_buf;
     blk[0].bytes = (uint64_t)d->nbeams * DIJ_BEAM_BYTES;
@@ -72,26 +77,61 @@ static void payload_blocks(const imrt_dij *d, unsigned char *beams_buf, block bl
     blk[1].bytes = (uint64_t)(d->nbeams + 1) * sizeof(int32_t);
     blk[2].ptr = d->bixel_uv;
     blk[2].bytes = (uint64_t)d->ncols * 2 * sizeof(float);
-    blk[3].ptr = d->voxel;
-    blk[3].bytes = (uint64_t)d->nrows * sizeof(int64_t);
-    blk[4].ptr = d->rowptr;
-    blk[4].bytes = (uint64_t)(d->nrows + 1) * sizeof(int64_t);
-    blk[5].ptr = d->col;
-    blk[5].bytes = (uint64_t)d->nnz * sizeof(int32_t);
-    blk[6].ptr = d->val;
-    blk[6].bytes = (uint64_t)d->nnz * sizeof(float);
+    blk[3].ptr = smap_buf;
+    blk[3].bytes = version >= 2 ? (uint64_t)d->nbeams * DIJ_SMAP_BYTES : 0;
+    blk[4].ptr = d->voxel;
+    blk[4].bytes = (uint64_t)d->nrows * sizeof(int64_t);
+    blk[5].ptr = d->rowptr;
+    blk[5].bytes = (uint64_t)(d->nrows + 1) * sizeof(int64_t);
+    blk[6].ptr = d->col;
+    blk[6].bytes = (uint64_t)d->nnz * sizeof(int32_t);
+    blk[7].ptr = d->val;
+    blk[7].bytes = (uint64_t)d->nnz * sizeof(float);
 }
 
 /* Payload size of a dij with these sizes; 0 on overflow (sizes validated
  * non-negative and bounded by the caller). */
-static uint64_t payload_size(int64_t nrows, int32_t ncols, int nbeams, int64_t nnz)
+static uint64_t payload_size(int64_t nrows, int32_t ncols, int nbeams, int64_t nnz, int version)
 {
     const uint64_t lim = UINT64_MAX / 16;
     if ((uint64_t)nnz > lim || (uint64_t)nrows > lim)
         return 0;
     return (uint64_t)nbeams * DIJ_BEAM_BYTES + (uint64_t)(nbeams + 1) * 4 +
-           (uint64_t)ncols * 8 + (uint64_t)nrows * 8 + (uint64_t)(nrows + 1) * 8 +
-           (uint64_t)nnz * 8;
+           (uint64_t)ncols * 8 + (version >= 2 ? (uint64_t)nbeams * DIJ_SMAP_BYTES : 0) +
+           (uint64_t)nrows * 8 + (uint64_t)(nrows + 1) * 8 + (uint64_t)nnz * 8;
+}
+
+static void pack_smaps(const imrt_dij *d, unsigned char *buf)
+{
+    unsigned char *p = buf;
+    for (int b = 0; b < d->nbeams && d->smap; b++) {
+        const imrt_dij_smap *m = &d->smap[b];
+        const int32_t i4[4] = {m->first, m->np, m->nq, m->nk};
+        const double f8[5] = {m->u0, m->v0, m->h, m->s0, m->ln_ratio};
+        put(&p, i4, 16);
+        put(&p, f8, 40);
+    }
+}
+
+static void unpack_smaps(imrt_dij *d, const unsigned char *buf)
+{
+    const unsigned char *p = buf;
+    for (int b = 0; b < d->nbeams; b++) {
+        imrt_dij_smap *m = &d->smap[b];
+        int32_t i4[4];
+        double f8[5];
+        get(&p, i4, 16);
+        get(&p, f8, 40);
+        m->first = i4[0];
+        m->np = i4[1];
+        m->nq = i4[2];
+        m->nk = i4[3];
+        m->u0 = f8[0];
+        m->v0 = f8[1];
+        m->h = f8[2];
+        m->s0 = f8[3];
+        m->ln_ratio = f8[4];
+    }
 }
 
 static void pack_beams(const imrt_dij *d, unsigned char *buf)
@@ -114,13 +154,14 @@ static void pack_beams(const imrt_dij *d, unsigned char *buf)
     }
 }
 
-static void pack_header(const imrt_dij *d, uint64_t payload_bytes, uint32_t payload_crc,
-                        unsigned char *h)
+static void pack_header(const imrt_dij *d, int version_, uint64_t payload_bytes,
+                        uint32_t payload_crc, unsigned char *h)
 {
     unsigned char *p = h;
-    memset(h, 0, DIJ_HEADER_BYTES);
+    const uint32_t version = (uint32_t)version_;
+    const uint32_t hbytes = version >= 2 ? DIJ_HEADER_BYTES_V2 : DIJ_HEADER_BYTES;
+    memset(h, 0, hbytes);
     put(&p, DIJ_MAGIC, 8);
-    const uint32_t version = IMRT_DIJ_FORMAT_VERSION, hbytes = DIJ_HEADER_BYTES;
     put(&p, &version, 4);
     put(&p, &hbytes, 4);
     const int32_t dims[3] = {d->grid.nx, d->grid.ny, d->grid.nz};
@@ -134,6 +175,10 @@ static void pack_header(const imrt_dij *d, uint64_t payload_bytes, uint32_t payl
     put(&p, &nbeams, 4);
     put(&p, &d->nnz, 8);
     put(&p, &d->beamlet_mm, 8);
+    if (version >= 2) {
+        const int32_t v2[2] = {d->nvirt, 0};
+        put(&p, v2, 8);
+    }
     put(&p, &payload_bytes, 8);
     put(&p, &payload_crc, 4);
     const uint32_t hcrc = crc_update(0, h, (uint64_t)(p - h));
@@ -169,7 +214,7 @@ static int read_all(FILE *f, void *buf, uint64_t n)
 imrt_status imrt_dij_save(const imrt_dij *d, const char *path)
 {
     imrt_status status = IMRT_OK;
-    unsigned char *beams_buf = NULL;
+    unsigned char *beams_buf = NULL, *smap_buf = NULL;
     FILE *f = NULL;
     char *tmp = NULL;
     int fd = -1;
@@ -178,19 +223,24 @@ imrt_status imrt_dij_save(const imrt_dij *d, const char *path)
     if (!host_is_little_endian())
         return imrt_error(IMRT_ERR_UNSUPPORTED, "dij files are little-endian; this host is not");
     IMRT_TRY(imrt_dij_validate(d));
+    /* version 1 while there are no scatter maps, so older readers keep working */
+    const int version = d->nvirt > 0 ? IMRT_DIJ_FORMAT_VERSION : 1;
     IMRT_ALLOC(beams_buf, (uint64_t)d->nbeams * DIJ_BEAM_BYTES + 1);
+    IMRT_ALLOC(smap_buf, (uint64_t)d->nbeams * DIJ_SMAP_BYTES + 1);
     pack_beams(d, beams_buf);
-    block blk[7];
-    payload_blocks(d, beams_buf, blk);
+    pack_smaps(d, smap_buf);
+    block blk[DIJ_NBLOCKS];
+    payload_blocks(d, beams_buf, smap_buf, version, blk);
     uint32_t crc = 0;
     uint64_t total = 0;
-    for (int q = 0; q < 7; q++) {
+    for (int q = 0; q < DIJ_NBLOCKS; q++) {
         if (blk[q].bytes)
             crc = crc_update(crc, blk[q].ptr, blk[q].bytes);
         total += blk[q].bytes;
     }
-    unsigned char header[DIJ_HEADER_BYTES];
-    pack_header(d, total, crc, header);
+    unsigned char header[DIJ_HEADER_BYTES_V2];
+    const uint32_t hsize = version >= 2 ? DIJ_HEADER_BYTES_V2 : DIJ_HEADER_BYTES;
+    pack_header(d, version, total, crc, header);
 
     /* A fresh temporary name beside the target (mode 0666 less the umask). */
     size_t len = strlen(path) + 48;
@@ -212,8 +262,8 @@ imrt_status imrt_dij_save(const imrt_dij *d, const char *path)
     if (!f)
         IMRT_FAIL(IMRT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     fd = -1;
-    int ok = write_all(f, header, DIJ_HEADER_BYTES);
-    for (int q = 0; q < 7 && ok; q++)
+    int ok = write_all(f, header, hsize);
+    for (int q = 0; q < DIJ_NBLOCKS && ok; q++)
         if (blk[q].bytes)
             ok = write_all(f, blk[q].ptr, blk[q].bytes);
     ok = (fflush(f) == 0) && ok;
@@ -236,6 +286,7 @@ cleanup:
         imrt_free(tmp);
     }
     imrt_free(beams_buf);
+    imrt_free(smap_buf);
     return status;
 }
 
@@ -244,7 +295,7 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
     imrt_status status = IMRT_OK;
     FILE *f = NULL;
     imrt_dij *d = NULL;
-    unsigned char *beams_buf = NULL;
+    unsigned char *beams_buf = NULL, *smap_buf = NULL;
     if (!path || !out)
         return imrt_error(IMRT_ERR_ARG, "imrt_dij_load: NULL argument");
     *out = NULL;
@@ -257,34 +308,37 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
         IMRT_FAIL(IMRT_ERR_IO, "%s is not a regular file", path);
     const uint64_t fsize = (uint64_t)st.st_size;
-    unsigned char h[DIJ_HEADER_BYTES];
+    unsigned char h[DIJ_HEADER_BYTES_V2];
     memset(h, 0, sizeof h);
-    const uint64_t have = fsize < DIJ_HEADER_BYTES ? fsize : DIJ_HEADER_BYTES;
+    uint64_t have = fsize < 16 ? fsize : 16;
     if (!read_all(f, h, have))
         IMRT_FAIL(IMRT_ERR_IO, "%s: read error in the dij header", path);
     if (have < 8 || memcmp(h, DIJ_MAGIC, 8) != 0)
         IMRT_FAIL(IMRT_ERR_FORMAT, "%s is not an imrt dij file (bad magic)", path);
-    if (have < DIJ_HEADER_BYTES)
-        IMRT_FAIL(IMRT_ERR_FORMAT, "%s is truncated: %llu bytes, shorter than the %u-byte dij "
-                  "header", path, (unsigned long long)fsize, DIJ_HEADER_BYTES);
     const unsigned char *p = h;
     char magic[8];
-    uint32_t version, hbytes, pcrc, hcrc;
-    int32_t dims[3], ncols, nbeams;
+    uint32_t version = 0, hbytes = 0, pcrc, hcrc;
+    int32_t dims[3], ncols, nbeams, nvirt = 0, reserved = 0;
     double sp[3], origin[3], beamlet_mm;
     int64_t nrows, nnz;
     uint64_t pbytes;
     get(&p, magic, 8);
-    if (memcmp(magic, DIJ_MAGIC, 8) != 0)
-        IMRT_FAIL(IMRT_ERR_FORMAT, "%s is not an imrt dij file (bad magic)", path);
-    get(&p, &version, 4);
-    get(&p, &hbytes, 4);
-    if (version != IMRT_DIJ_FORMAT_VERSION)
-        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: dij format version %u; this build reads version %d",
-                  path, version, IMRT_DIJ_FORMAT_VERSION);
-    if (hbytes != DIJ_HEADER_BYTES)
+    if (have >= 16) {
+        get(&p, &version, 4);
+        get(&p, &hbytes, 4);
+    }
+    if (have >= 16 && version != 1 && version != IMRT_DIJ_FORMAT_VERSION)
+        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: dij format version %u; this build reads versions 1 and "
+                  "%d", path, version, IMRT_DIJ_FORMAT_VERSION);
+    const uint32_t hexpect = version >= 2 ? DIJ_HEADER_BYTES_V2 : DIJ_HEADER_BYTES;
+    if (fsize < hexpect)
+        IMRT_FAIL(IMRT_ERR_FORMAT, "%s is truncated: %llu bytes, shorter than the %u-byte dij "
+                  "header", path, (unsigned long long)fsize, hexpect);
+    if (hbytes != hexpect)
         IMRT_FAIL(IMRT_ERR_FORMAT, "%s: dij header of %u bytes, expected %u", path, hbytes,
-                  DIJ_HEADER_BYTES);
+                  hexpect);
+    if (!read_all(f, h + 16, hexpect - 16))
+        IMRT_FAIL(IMRT_ERR_IO, "%s: read error in the dij header", path);
     get(&p, dims, 12);
     get(&p, sp, 24);
     get(&p, origin, 24);
@@ -293,6 +347,10 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
     get(&p, &nbeams, 4);
     get(&p, &nnz, 8);
     get(&p, &beamlet_mm, 8);
+    if (version >= 2) {
+        get(&p, &nvirt, 4);
+        get(&p, &reserved, 4);
+    }
     get(&p, &pbytes, 8);
     get(&p, &pcrc, 4);
     const uint32_t hcrc_now = crc_update(0, h, (uint64_t)(p - h));
@@ -306,19 +364,21 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
         IMRT_FAIL(IMRT_ERR_FORMAT, "%s: invalid dose grid in the dij header: %s", path, msg);
     }
     if (nrows < 0 || nrows > imrt_grid_nvox(&g) || ncols < 0 || nbeams < 0 ||
-        nbeams > IMRT_MAX(ncols, 0) || nnz < 0 || !isfinite(beamlet_mm))
-        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: inconsistent dij sizes (rows %lld, columns %d, beams %d, "
-                  "entries %lld)", path, (long long)nrows, ncols, nbeams, (long long)nnz);
-    const uint64_t expect = payload_size(nrows, ncols, nbeams, nnz);
+        nbeams > IMRT_MAX(ncols, 0) || nnz < 0 || !isfinite(beamlet_mm) || nvirt < 0 ||
+        reserved != 0 || (int64_t)ncols + nvirt > INT32_MAX || (version >= 2 && nbeams < 1))
+        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: inconsistent dij sizes (rows %lld, columns %d, map "
+                  "columns %d, beams %d, entries %lld)", path, (long long)nrows, ncols, nvirt,
+                  nbeams, (long long)nnz);
+    const uint64_t expect = payload_size(nrows, ncols, nbeams, nnz, (int)version);
     if (expect == 0 || expect != pbytes)
         IMRT_FAIL(IMRT_ERR_FORMAT, "%s: dij header sizes imply %llu payload bytes but it records "
                   "%llu", path, (unsigned long long)expect, (unsigned long long)pbytes);
-    if (fsize - DIJ_HEADER_BYTES < expect)
+    if (fsize - hexpect < expect)
         IMRT_FAIL(IMRT_ERR_FORMAT, "%s is truncated: %llu payload bytes of %llu", path,
-                  (unsigned long long)(fsize - DIJ_HEADER_BYTES), (unsigned long long)expect);
-    if (fsize - DIJ_HEADER_BYTES > expect)
+                  (unsigned long long)(fsize - hexpect), (unsigned long long)expect);
+    if (fsize - hexpect > expect)
         IMRT_FAIL(IMRT_ERR_FORMAT, "%s has %llu trailing bytes after the dij", path,
-                  (unsigned long long)(fsize - DIJ_HEADER_BYTES - expect));
+                  (unsigned long long)(fsize - hexpect - expect));
     const uint64_t need = imrt_dij_bytes(nrows, ncols, nnz, nbeams);
     if (max_bytes > 0 && need > max_bytes)
         IMRT_FAIL(IMRT_ERR_BUDGET, "%s: the dij needs %.1f MiB but the memory budget is %.1f MiB "
@@ -327,10 +387,11 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
     IMRT_TRY(imrt_dij_alloc(&g, nrows, ncols, nnz, nbeams, &d));
     d->beamlet_mm = beamlet_mm;
     IMRT_ALLOC(beams_buf, (uint64_t)nbeams * DIJ_BEAM_BYTES + 1);
-    block blk[7];
-    payload_blocks(d, beams_buf, blk);
+    IMRT_ALLOC(smap_buf, (uint64_t)nbeams * DIJ_SMAP_BYTES + 1);
+    block blk[DIJ_NBLOCKS];
+    payload_blocks(d, beams_buf, smap_buf, (int)version, blk);
     uint32_t crc = 0;
-    for (int q = 0; q < 7; q++) {
+    for (int q = 0; q < DIJ_NBLOCKS; q++) {
         if (!blk[q].bytes)
             continue;
         if (!read_all(f, blk[q].ptr, blk[q].bytes))
@@ -347,10 +408,18 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
         get(&q, &d->beams[b].couch_deg, 8);
         get(&q, d->beams[b].iso, 24);
     }
-    if (imrt_dij_validate(d) != IMRT_OK) {
+    if (version >= 2 && nvirt > 0) {
+        IMRT_ALLOC(d->smap, nbeams);
+        unpack_smaps(d, smap_buf);
+        d->nvirt = nvirt;
+    }
+    imrt_status vs = imrt_dij_validate(d);
+    if (vs == IMRT_OK)
+        vs = imrt_dij_scatter_prepare(d);
+    if (vs != IMRT_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", imrt_last_error());
-        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: %s", path, msg);
+        IMRT_FAIL(vs == IMRT_ERR_NOMEM ? IMRT_ERR_NOMEM : IMRT_ERR_FORMAT, "%s: %s", path, msg);
     }
     *out = d;
     d = NULL;
@@ -358,6 +427,7 @@ cleanup:
     if (f)
         fclose(f);
     imrt_free(beams_buf);
+    imrt_free(smap_buf);
     imrt_dij_destroy(&d);
     return status;
 }

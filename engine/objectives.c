@@ -64,7 +64,10 @@ struct imrt_objectives {
     /* work arrays */
     double *dose;           /* nrows, Gy */
     double *w;              /* nrows, two-pass derivative dL/dd */
-    double *gch;            /* nchannels * ncols */
+    double *gch;            /* nchannels * width (the dij's stored columns) */
+    int32_t width;          /* imrt_dij_width: beamlets + scatter-map columns */
+    double *xe;             /* width: expanded weights, NULL when the dij has no maps */
+    double *ge;             /* width: gradient before contraction, NULL likewise */
     int64_t corr_cap, ncorr;
     int64_t *corr_rows;     /* correction rows of the fused form */
     double *corr_w;         /* their derivatives */
@@ -323,6 +326,25 @@ static int make_term(const objective *o, imrt_voxel_term *t)
     return 1;
 }
 
+#define IMRT_TRY_RET(e)                   \
+    do {                                  \
+        const imrt_status try_s_ = (e);   \
+        if (try_s_ != IMRT_OK)            \
+            return try_s_;                \
+    } while (0)
+
+/* out (ncols) = sum_i w_i D[rows_i], the map columns pulled back to the
+ * beamlets (imrt_dij_contract). */
+static imrt_status rows_sum(imrt_objectives *s, int64_t n, const int64_t *rows, const double *w,
+                            double *out)
+{
+    const imrt_dij *D = s->D;
+    double *acc = s->ge ? s->ge : out;
+    memset(acc, 0, (size_t)(s->ge ? s->width : D->ncols) * sizeof *acc);
+    s->kern.rows(D, n, rows, w, acc, s->ws);
+    return s->ge ? imrt_dij_contract(D, s->threads, s->ge, out, 0) : IMRT_OK;
+}
+
 imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
                                    const imrt_phantom *ph, const imrt_objective_def *defs,
                                    int ndefs, imrt_objectives **out)
@@ -537,7 +559,12 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
     /* work arrays */
     IMRT_ALLOC(s->dose, nrows);
     IMRT_ALLOC(s->w, nrows);
-    IMRT_ALLOC(s->gch, (size_t)nch * (size_t)ncols);
+    s->width = imrt_dij_width(dij);
+    IMRT_ALLOC(s->gch, (size_t)nch * (size_t)s->width);
+    if (s->width > ncols) {
+        IMRT_ALLOC(s->xe, s->width);
+        IMRT_ALLOC(s->ge, s->width);
+    }
     int64_t maxdvh = 0, maxmean = 0;
     for (int k = 0; k < ndefs; k++) {
         objective *o = &s->obj[k];
@@ -580,7 +607,7 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
     IMRT_ALLOC(s->target_vec, ncols);
     for (int64_t i = 0; i < nt; i++)
         tmpw[i] = 1.0 / (double)nt;
-    s->kern.rows(dij, nt, trows, tmpw, s->target_vec, s->ws);
+    IMRT_TRY(rows_sum(s, nt, trows, tmpw, s->target_vec));
 
     /* mean vectors, constraint state */
     for (int k = 0; k < ndefs; k++) {
@@ -589,7 +616,7 @@ imrt_status imrt_objectives_create(const imrt_context *ctx, const imrt_dij *dij,
             IMRT_ALLOC(o->mvec, ncols);
             for (int64_t i = 0; i < o->n; i++)
                 tmpw[i] = 1.0 / (double)o->n;
-            s->kern.rows(dij, o->n, o->rows, tmpw, o->mvec, s->ws);
+            IMRT_TRY(rows_sum(s, o->n, o->rows, tmpw, o->mvec));
         }
         if (is_pointwise_constraint(o) && o->n > 0)
             IMRT_ALLOC(o->lam, o->n);
@@ -641,6 +668,8 @@ void imrt_objectives_destroy(imrt_objectives **sp)
     imrt_free(s->dose);
     imrt_free(s->w);
     imrt_free(s->gch);
+    imrt_free(s->xe);
+    imrt_free(s->ge);
     imrt_free(s->corr_rows);
     imrt_free(s->corr_w);
     imrt_free(s->scratch);
@@ -909,13 +938,18 @@ imrt_status imrt_objectives_eval(imrt_objectives *s, const double *x, double *f,
     if (!s || !x || !f)
         return imrt_error(IMRT_ERR_ARG, "imrt_objectives_eval: NULL set, weights or result");
     const imrt_dij *D = s->D;
-    const size_t ncols = (size_t)D->ncols;
+    const size_t ncols = (size_t)D->ncols, width = (size_t)s->width;
     const int fused = s->mode == IMRT_EVAL_FUSED;
     s->ncorr = 0;
+    const double *xk = x; /* the kernels' weights: x expanded to the map columns */
+    if (s->xe) {
+        IMRT_TRY_RET(imrt_dij_expand(D, s->threads, x, s->xe));
+        xk = s->xe;
+    }
     if (fused) {
-        s->kern.fused(D, x, &s->prog, s->dose, s->gch, s->ws);
+        s->kern.fused(D, xk, &s->prog, s->dose, s->gch, s->ws);
     } else {
-        s->kern.matvec(D, x, s->dose, s->ws);
+        s->kern.matvec(D, xk, s->dose, s->ws);
         memset(s->w, 0, (size_t)D->nrows * sizeof *s->w);
     }
     const int dist = s->comm.size > 1;
@@ -935,26 +969,32 @@ imrt_status imrt_objectives_eval(imrt_objectives *s, const double *x, double *f,
     }
     s->penalty = penalty;
     if (grad) {
+        double *gk = s->ge ? s->ge : grad; /* gradient over the stored columns */
         if (fused) {
-            memcpy(grad, s->gch, ncols * sizeof *grad);
+            memcpy(gk, s->gch, width * sizeof *gk);
             for (int k = 0; k < s->ndefs; k++) {
                 const objective *o = &s->obj[k];
                 if (o->gfac == 0.0)
                     continue;
                 const double *v = NULL;
-                if (o->def.kind == IMRT_OBJ_MEAN)
+                size_t len = width;
+                if (o->def.kind == IMRT_OBJ_MEAN) {
                     v = dist && s->comm.rank > 0 ? NULL : o->mvec; /* summed: add once */
-                else if (o->channel > 0)
-                    v = s->gch + (size_t)o->channel * ncols;
+                    len = ncols; /* already over the beamlets */
+                } else if (o->channel > 0) {
+                    v = s->gch + (size_t)o->channel * width;
+                }
                 if (v)
-                    for (size_t j = 0; j < ncols; j++)
-                        grad[j] += o->gfac * v[j];
+                    for (size_t j = 0; j < len; j++)
+                        gk[j] += o->gfac * v[j];
             }
             if (s->ncorr > 0)
-                s->kern.rows(D, s->ncorr, s->corr_rows, s->corr_w, grad, s->ws);
+                s->kern.rows(D, s->ncorr, s->corr_rows, s->corr_w, gk, s->ws);
         } else {
-            s->kern.rmatvec(D, s->w, grad, s->ws);
+            s->kern.rmatvec(D, s->w, gk, s->ws);
         }
+        if (s->ge)
+            IMRT_TRY_RET(imrt_dij_contract(D, s->threads, s->ge, grad, 0));
         if (dist) {
             imrt_status st = s->comm.sum(s->comm.user, grad, (int64_t)ncols);
             if (st != IMRT_OK)
@@ -1285,7 +1325,11 @@ imrt_status imrt_objectives_hessian_prepare(imrt_objectives *s, int stride, doub
         *nnz_frac = D->nnz > 0 ? (double)used / (double)D->nnz : 0.0;
     }
     if (diag) {
-        imrt_rowset_diag(hs, s->hwc, diag);
+        /* with scatter maps: the map columns' diagonal pulled back through
+         * the squared node weights (cross terms left out: a preconditioner) */
+        imrt_rowset_diag(hs, s->hwc, s->ge ? s->ge : diag);
+        if (s->ge)
+            IMRT_TRY(imrt_dij_contract(D, s->threads, s->ge, diag, 1));
         for (int k = 0; k < s->ndefs; k++)
             if (s->hmean[k] != 0.0)
                 for (int32_t j = 0; j < ncols; j++)
@@ -1304,7 +1348,13 @@ imrt_status imrt_objectives_hessian_vec(imrt_objectives *s, const double *v, dou
         return imrt_error(IMRT_ERR_ARG,
                           "imrt_objectives_hessian_vec: call imrt_objectives_hessian_prepare first");
     const int32_t ncols = s->D->ncols;
-    imrt_rowset_wtw(s->hset, s->hwc, v, hv);
+    if (s->xe) {
+        IMRT_TRY_RET(imrt_dij_expand(s->D, s->threads, v, s->xe));
+        imrt_rowset_wtw(s->hset, s->hwc, s->xe, s->ge);
+        IMRT_TRY_RET(imrt_dij_contract(s->D, s->threads, s->ge, hv, 0));
+    } else {
+        imrt_rowset_wtw(s->hset, s->hwc, v, hv);
+    }
     for (int k = 0; k < s->ndefs; k++)
         if (s->hmean[k] != 0.0) {
             const double *m = s->obj[k].mvec;

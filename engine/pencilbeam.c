@@ -222,8 +222,14 @@ int64_t imrt_fspb_row_tab(const imrt_fspb_beam *B, const imrt_fspb_point *P, dou
     const int nu = tu1 - tu0 + 1, nv = tv1 - tv0 + 1;
     double *psx = work, *ppx = psx + nu, *psy = ppx + nu, *ppy = psy + nv, *E = ppy + nv;
     const imrt_erf_table *et = B->erf;
-    scatter_table(et, P->u, b->u0, w, P->ss, tu0, tu1, E, psx);
-    scatter_table(et, P->v, b->v0, w, P->ss, tv0, tv1, E, psy);
+    if (cs != 0.0) {
+        scatter_table(et, P->u, b->u0, w, P->ss, tu0, tu1, E, psx);
+        scatter_table(et, P->v, b->v0, w, P->ss, tv0, tv1, E, psy);
+    } else {
+        /* primary only (the dij's scatter is on its maps) */
+        memset(psx, 0, (size_t)nu * sizeof *psx);
+        memset(psy, 0, (size_t)nv * sizeof *psy);
+    }
     primary_table(et, P->u, b->u0, w, b->nu, P, tu0, tu1, E, ppx);
     primary_table(et, P->v, b->v0, w, b->nv, P, tv0, tv1, E, ppy);
     int64_t n = 0;
@@ -279,8 +285,10 @@ imrt_fspb_row_fn imrt_fspb_kernel(const imrt_context *ctx)
 
 void imrt_dose_options_default(imrt_dose_options *o)
 {
+    memset(o, 0, sizeof *o);
     o->cutoff = 1e-3;
     o->scatter_radius = 0.0;
+    o->scatter_maps = 1;
 }
 
 void imrt_dose_options_from_plan(const imrt_plan *plan, imrt_dose_options *o)
@@ -292,8 +300,10 @@ void imrt_dose_options_from_plan(const imrt_plan *plan, imrt_dose_options *o)
 
 void imrt_dose_options_exact(imrt_dose_options *o)
 {
+    memset(o, 0, sizeof *o);
     o->cutoff = 0.0;
     o->scatter_radius = INFINITY;
+    o->scatter_maps = 0;
 }
 
 imrt_status imrt_fspb_resolve(const imrt_machine *m, const imrt_dose_options *opt,
@@ -310,9 +320,23 @@ imrt_status imrt_fspb_resolve(const imrt_machine *m, const imrt_dose_options *op
         return imrt_error(IMRT_ERR_RANGE,
                           "scatter radius %g mm must be >= 0 (0 = machine default, inf = none)",
                           o.scatter_radius);
+    if (!(o.map_pitch == 0.0 || (o.map_pitch >= 0.5 && o.map_pitch <= 100.0)))
+        return imrt_error(IMRT_ERR_RANGE, "scatter-map pitch %g mm is outside [0.5, 100] (0 = "
+                          "default)", o.map_pitch);
+    if (!(o.map_ratio == 0.0 || (o.map_ratio > 1.001 && o.map_ratio <= 2.0)))
+        return imrt_error(IMRT_ERR_RANGE, "scatter-map sigma ratio %g is outside (1.001, 2] (0 "
+                          "= default)", o.map_ratio);
     cut->kp = o.cutoff > 0 ? sqrt(2.0 * log(1.0 / o.cutoff)) : HUGE_VAL;
-    double r = o.scatter_radius > 0 ? o.scatter_radius : m->scatter_radius;
+    cut->maps = o.scatter_maps != 0 && !isinf(o.scatter_radius);
+    double r = o.scatter_radius > 0 ? o.scatter_radius
+               : cut->maps           ? IMRT_PRIMARY_WINDOW_MM
+                                     : m->scatter_radius;
     cut->radius = r > 0 ? r : HUGE_VAL;
+    cut->fold_radius = o.scatter_radius > 0 ? o.scatter_radius : m->scatter_radius;
+    if (!(cut->fold_radius > 0))
+        cut->fold_radius = HUGE_VAL;
+    cut->map_pitch = o.map_pitch;
+    cut->map_ratio = o.map_ratio > 0 ? o.map_ratio : 1.1;
     return IMRT_OK;
 }
 
@@ -493,6 +517,9 @@ static imrt_status direct_init(direct_ctx *d, const imrt_context *ctx, const imr
         imrt_machine_default(&d->m);
     IMRT_TRY(imrt_machine_normalise(&d->m));
     IMRT_TRY(imrt_fspb_resolve(&d->m, opt, &d->cut));
+    /* direct dose has no maps: the whole dose on the beamlets, far scatter folded */
+    d->cut.maps = 0;
+    d->cut.radius = d->cut.fold_radius;
     IMRT_TRY(imrt_fspb_beams_create(bs, &d->B));
     d->kernel = imrt_fspb_kernel(ctx);
     d->threads = ctx ? imrt_context_threads(ctx) : omp_get_max_threads();

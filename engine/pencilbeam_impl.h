@@ -77,7 +77,11 @@ typedef struct {
 /* Resolved options: the cut-off values the kernels use. */
 typedef struct {
     double kp;      /* primary radius in units of sigma_p beyond w/2; INFINITY = none */
-    double radius;  /* coupling half-width, mm; INFINITY = none */
+    double radius;  /* coupling half-width of the dij build, mm; INFINITY = none */
+    int maps;       /* dij build: scatter on maps, primary only on the beamlet columns */
+    double fold_radius; /* coupling half-width of direct dose (folded scatter), mm */
+    double map_pitch;   /* scatter-map pitch, mm (0 = default) */
+    double map_ratio;   /* scatter-map sigma ratio */
 } imrt_fspb_cut;
 
 /* Row kernel: writes the entries and returns their number. `work` holds at

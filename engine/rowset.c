@@ -38,7 +38,7 @@ imrt_status imrt_rowset_create(const imrt_dij *D, const int64_t *rows, int64_t n
     *out = NULL;
     IMRT_ALLOC(s, 1);
     s->nrows = n;
-    s->ncols = D->ncols;
+    s->ncols = imrt_dij_width(D);
     s->threads = threads > 0 ? threads : 1;
     IMRT_ALLOC(s->row, n > 0 ? n : 1);
     IMRT_ALLOC(s->ptr, n + 1);
@@ -49,7 +49,7 @@ imrt_status imrt_rowset_create(const imrt_dij *D, const int64_t *rows, int64_t n
         s->ptr[i + 1] = nnz;
     }
     s->nnz = nnz;
-    const int narrow = D->ncols <= 65536;
+    const int narrow = imrt_dij_width(D) <= 65536;
     if (narrow)
         IMRT_ALLOC(s->col16, nnz > 0 ? nnz : 1);
     else

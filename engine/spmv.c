@@ -63,8 +63,8 @@ imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
     ws->threads = threads;
     ws->nchunks = threads > 1 ? threads * IMRT_SPMV_CHUNKS_PER_THREAD : 1;
     ws->nchannels = nchannels;
-    ws->ncols = D->ncols;
-    ws->stride = ((size_t)(D->ncols > 0 ? D->ncols : 1) + 7) / 8 * 8;
+    ws->ncols = imrt_dij_width(D);
+    ws->stride = ((size_t)(imrt_dij_width(D) > 0 ? imrt_dij_width(D) : 1) + 7) / 8 * 8;
     ws->block = (size_t)nchannels * ws->stride;
     const int nchunks = ws->nchunks;
     IMRT_ALLOC(ws->split, nchunks + 1);
@@ -112,16 +112,16 @@ imrt_status imrt_spmv_ws_pack(imrt_spmv_ws *ws, const imrt_dij *D)
     uint16_t *c16 = NULL;
     if (!ws || !D || !D->rowptr || (D->nnz > 0 && !D->col))
         return imrt_error(IMRT_ERR_ARG, "imrt_spmv_ws_pack: NULL workspace or dij");
-    if (D->ncols != ws->ncols)
+    if (imrt_dij_width(D) != ws->ncols)
         return imrt_error(IMRT_ERR_ARG,
                           "imrt_spmv_ws_pack: the workspace was made for %d columns, the dij "
                           "has %d",
-                          (int)ws->ncols, (int)D->ncols);
-    if (D->ncols > IMRT_SPMV_PACK16_MAX_COLS)
+                          (int)ws->ncols, (int)imrt_dij_width(D));
+    if (imrt_dij_width(D) > IMRT_SPMV_PACK16_MAX_COLS)
         return imrt_error(IMRT_ERR_RANGE,
                           "imrt_spmv_ws_pack: the dij has %d columns; 16-bit indices allow "
                           "at most %d",
-                          (int)D->ncols, IMRT_SPMV_PACK16_MAX_COLS);
+                          (int)imrt_dij_width(D), IMRT_SPMV_PACK16_MAX_COLS);
     if (imrt_spmv_ws_col16(ws, D))
         return IMRT_OK;
     const size_t n16 = (size_t)(D->nnz > 0 ? D->nnz : 1);
@@ -170,9 +170,9 @@ imrt_status imrt_spmv_check(const imrt_dij *D)
         if (D->rowptr[r + 1] < D->rowptr[r])
             return imrt_error(IMRT_ERR_ARG, "dij rowptr decreases at row %lld", (long long)r);
     for (int64_t k = 0; k < D->nnz; k++) {
-        if (D->col[k] < 0 || D->col[k] >= D->ncols)
+        if (D->col[k] < 0 || D->col[k] >= imrt_dij_width(D))
             return imrt_error(IMRT_ERR_ARG, "dij col[%lld] = %d is outside 0..%d", (long long)k,
-                              (int)D->col[k], (int)D->ncols - 1);
+                              (int)D->col[k], (int)imrt_dij_width(D) - 1);
         if (!(D->val[k] >= 0.0f) || !isfinite(D->val[k]))
             return imrt_error(IMRT_ERR_ARG, "dij val[%lld] = %g is not a finite dose >= 0",
                               (long long)k, (double)D->val[k]);
@@ -186,11 +186,15 @@ imrt_status imrt_spmv_dose(const imrt_context *ctx, const imrt_dij *D, const dou
     imrt_spmv_ws *ws = NULL;
     if (!D || !x || !d)
         return imrt_error(IMRT_ERR_ARG, "imrt_spmv_dose: NULL dij, weights or dose array");
+    double *xe = NULL;
     imrt_spmv_kernels k;
     imrt_spmv_kernels_select(&k, ctx);
     IMRT_TRY(imrt_spmv_ws_create(D, imrt_context_threads(ctx), 1, NULL, &ws));
-    k.matvec(D, x, d, ws);
+    IMRT_ALLOC(xe, IMRT_MAX(imrt_dij_width(D), 1));
+    IMRT_TRY(imrt_dij_expand(D, imrt_context_threads(ctx), x, xe));
+    k.matvec(D, xe, d, ws);
 cleanup:
+    imrt_free(xe);
     imrt_spmv_ws_destroy(&ws);
     return status;
 }

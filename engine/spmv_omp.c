@@ -262,7 +262,7 @@ SPMV_INLINE void rmatvec_body(const imrt_dij *D, cols_t cl, int packed,
     const int64_t *rowptr = D->rowptr;
     const float *val = D->val;
     const int nc = ws->nchunks;
-    const size_t ncols = (size_t)D->ncols;
+    const size_t ncols = (size_t)imrt_dij_width(D);
 #pragma omp parallel num_threads(ws->threads) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
 #pragma omp for schedule(dynamic, 1)
@@ -294,7 +294,7 @@ SPMV_INLINE void rows_body(const imrt_dij *D, cols_t cl, int packed, int64_t n,
     const int64_t *rowptr = D->rowptr;
     const float *val = D->val;
     const int nc = ws->nchunks;
-    const size_t ncols = (size_t)D->ncols;
+    const size_t ncols = (size_t)imrt_dij_width(D);
 #pragma omp parallel num_threads(ws->threads) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {
 #pragma omp for schedule(dynamic, 1)
@@ -387,7 +387,7 @@ SPMV_INLINE void fused_body(const imrt_dij *D, cols_t cl, int packed, const doub
 {
     const int nc = ws->nchunks;
     const int nch = p->nchannels;
-    const size_t ncols = (size_t)D->ncols;
+    const size_t ncols = (size_t)imrt_dij_width(D);
     const size_t stride = ws->stride;
 #pragma omp parallel num_threads(ws->threads) if (D->nnz >= SPMV_OMP_MIN_NNZ)
     {

@@ -23,7 +23,7 @@ void imrt_spmv_csr_rmatvec_ref(const imrt_dij *D, const double *restrict w, doub
                                imrt_spmv_ws *ws)
 {
     (void)ws;
-    memset(g, 0, (size_t)D->ncols * sizeof *g);
+    memset(g, 0, (size_t)imrt_dij_width(D) * sizeof *g);
     for (int64_t r = 0; r < D->nrows; r++)
         for (int64_t k = D->rowptr[r]; k < D->rowptr[r + 1]; k++)
             g[D->col[k]] += (double)D->val[k] * w[r];
@@ -45,7 +45,7 @@ void imrt_spmv_csr_fused_ref(const imrt_dij *D, const double *restrict x,
                              imrt_spmv_ws *ws)
 {
     (void)ws;
-    const size_t ncols = (size_t)D->ncols;
+    const size_t ncols = (size_t)imrt_dij_width(D);
     memset(g, 0, (size_t)p->nchannels * ncols * sizeof *g);
     for (int64_t r = 0; r < D->nrows; r++) {
         const int c = p->row_class[r];

@@ -55,14 +55,30 @@ extern "C" {
 typedef struct {
     double cutoff;         /* relative primary threshold in [0, 0.5); 0 = none; default 1e-3 */
     double scatter_radius; /* coupling window half-width, mm at the isocentre plane;
-                              0 = the machine's default; INFINITY = every beamlet */
+                              0 = the default (scatter maps: IMRT_PRIMARY_WINDOW_MM; folded
+                              scatter: the machine's); INFINITY = every beamlet */
+    int scatter_maps;      /* dij builds: 1 (default) = the scatter term on the dij's scatter
+                              maps (imrt/dij.h, exact for any fluence up to the map
+                              interpolation) and only the primary on the beamlet columns;
+                              0 = the whole dose on the beamlet columns, far scatter folded
+                              (exact for a uniform fluence only). Direct dose ignores it. */
+    double map_pitch;      /* scatter-map node pitch, mm at the isocentre plane; 0 = default
+                              (a quarter of the smallest scatter sigma, 2 mm at least) */
+    double map_ratio;      /* ratio of consecutive scatter-map sigma levels, > 1; 0 = 1.1 */
 } imrt_dose_options;
 
-/* cutoff = 1e-3, scatter_radius = 0 (machine default). */
+/* Default coupling window of the primary term when the scatter is on maps:
+ * the primary of a 5 mm beamlet at 1e-3 reaches 10 mm down to about 50 mm
+ * depth; beyond the window it is folded (exact for a locally uniform
+ * fluence). */
+#define IMRT_PRIMARY_WINDOW_MM 10.0
+
+/* cutoff = 1e-3, scatter_radius = 0 (default window), scatter maps on,
+ * default map pitch and ratio. */
 void imrt_dose_options_default(imrt_dose_options *o);
 /* Defaults with plan->cutoff. */
 void imrt_dose_options_from_plan(const imrt_plan *plan, imrt_dose_options *o);
-/* No cut-off at all: cutoff = 0, scatter_radius = INFINITY. */
+/* No cut-off at all: cutoff = 0, scatter_radius = INFINITY, no maps. */
 void imrt_dose_options_exact(imrt_dose_options *o);
 
 /* A copy of phantom p on a grid of the given spacing (mm) covering the same

@@ -10,6 +10,12 @@
  * reference kernels (IMRT_KERNELS=reference), so tests and benchmarks reach
  * every variant through the same entry points.
  *
+ * Columns: the kernels work on the stored matrix, whose columns are the
+ * beamlets followed by the scatter-map columns (imrt/dij.h); every "ncols"
+ * below is imrt_dij_width(D). Weights enter through imrt_dij_expand and
+ * gradients leave through imrt_dij_contract (the objective set does both);
+ * imrt_spmv_dose takes beamlet weights and expands them itself.
+ *
  * Precision: matrix values are float (Gy per unit weight); weights x,
  * doses and every accumulation are double.
  *
@@ -167,7 +173,8 @@ void imrt_spmv_kernels_select(imrt_spmv_kernels *k, const imrt_context *ctx);
  * Errors: IMRT_ERR_ARG naming the first defect. */
 imrt_status imrt_spmv_check(const imrt_dij *D);
 
-/* Dose on the dij rows, d = D·x (x: ncols weights >= 0 are not required
+/* Dose on the dij rows, d = D·x (x: D->ncols beamlet weights, expanded
+ * to the map columns here; weights >= 0 are not required
  * here; d: nrows, Gy), with the context's kernels and threads. Allocates a
  * workspace for the call. Errors: IMRT_ERR_ARG (NULL arguments),
  * IMRT_ERR_NOMEM. */

@@ -1,0 +1,336 @@
+/*
+ * engine/scatter.c - the scatter maps of the dose-influence matrix
+ * (imrt/dij.h, imrt_dij_smap): the tables derived from a beam's map, the
+ * expansion of beamlet weights into map nodes, its adjoint, and the eight
+ * trilinear entries of a voxel.
+ *
+ * Per beam the beamlets sit on cells (iu, iv) of their bounding box (pitch
+ * w), and P(x; s) separates along u and v, so a level k of the map is the
+ * product Gv_k X Gu_k^T of two small tables and the fluence grid X: the
+ * expansion costs O(levels (nq nv nu + nq np nu)) per beam, independent of
+ * the dose grid.
+ */
+#include "imrt/dij.h"
+
+#include "dij_impl.h"
+#include "util_impl.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+typedef struct {
+    int nu, nv;     /* cells of the beam's beamlet bounding box */
+    int32_t *cell;  /* per beamlet of the beam: iu + nu iv */
+    double *gu;     /* nk x np x nu: P(u_p - u_iu; s_k) */
+    double *gv;     /* nk x nq x nv */
+    double *gu2;    /* squares of gu */
+    double *gv2;    /* squares of gv */
+} sbeam;
+
+struct imrt_dij_scatter {
+    int nbeams;
+    sbeam *b;
+    int64_t scratch; /* doubles of scratch per task */
+};
+
+void imrt_dij_scatter_free(imrt_dij_scatter **ps)
+{
+    if (!ps || !*ps)
+        return;
+    imrt_dij_scatter *s = *ps;
+    if (s->b)
+        for (int b = 0; b < s->nbeams; b++) {
+            imrt_free(s->b[b].cell);
+            imrt_free(s->b[b].gu);
+            imrt_free(s->b[b].gv);
+            imrt_free(s->b[b].gu2);
+            imrt_free(s->b[b].gv2);
+        }
+    imrt_free(s->b);
+    imrt_free(s);
+    *ps = NULL;
+}
+
+int32_t imrt_dij_width(const imrt_dij *d)
+{
+    return d ? d->ncols + (d->nvirt > 0 ? d->nvirt : 0) : 0;
+}
+
+/* P(x; s) for a beamlet of width w: the Gaussian of sigma s integrated over
+ * [x - w/2, x + w/2]. */
+static double beamlet_gauss(double x, double w, double s)
+{
+    const double k = 1.0 / (sqrt(2.0) * s);
+    return 0.5 * (erf((x + 0.5 * w) * k) - erf((x - 0.5 * w) * k));
+}
+
+imrt_status imrt_dij_smap_check(const imrt_dij *d)
+{
+    if (d->nvirt <= 0)
+        return IMRT_OK;
+    if (!d->smap || d->nbeams < 1)
+        return imrt_error(IMRT_ERR_FORMAT, "dij has %d map columns but no scatter maps",
+                          (int)d->nvirt);
+    int64_t next = d->ncols;
+    for (int b = 0; b < d->nbeams; b++) {
+        const imrt_dij_smap *m = &d->smap[b];
+        if (m->np < 2 || m->nq < 2 || m->nk < 2 || m->np > 4096 || m->nq > 4096 || m->nk > 256)
+            return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d has %d x %d nodes and %d "
+                              "levels (allowed 2..4096 nodes, 2..256 levels)", b, (int)m->np,
+                              (int)m->nq, (int)m->nk);
+        if (m->first != next)
+            return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d starts at column %d, "
+                              "expected %lld", b, (int)m->first, (long long)next);
+        if (!(isfinite(m->u0) && isfinite(m->v0) && fabs(m->u0) < 1e6 && fabs(m->v0) < 1e6 &&
+              m->h > 0.01 && m->h < 1000.0 && m->s0 > 0.01 && m->s0 < 1e4 &&
+              m->ln_ratio > 1e-4 && m->ln_ratio < 2.0))
+            return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d has an invalid origin, "
+                              "pitch or sigma levels (h %g mm, s0 %g mm, ln ratio %g)", b, m->h,
+                              m->s0, m->ln_ratio);
+        next += (int64_t)m->np * m->nq * m->nk;
+        if (next > INT32_MAX)
+            return imrt_error(IMRT_ERR_FORMAT, "scatter maps need more than 2^31 columns");
+    }
+    if (next != (int64_t)d->ncols + d->nvirt)
+        return imrt_error(IMRT_ERR_FORMAT, "scatter maps hold %lld nodes, the dij says %d",
+                          (long long)(next - d->ncols), (int)d->nvirt);
+    return IMRT_OK;
+}
+
+imrt_status imrt_dij_scatter_prepare(imrt_dij *d)
+{
+    imrt_status status = IMRT_OK;
+    imrt_dij_scatter *s = NULL;
+    if (!d)
+        return imrt_error(IMRT_ERR_ARG, "imrt_dij_scatter_prepare: NULL dij");
+    imrt_dij_scatter_free(&d->scatter);
+    if (d->nvirt <= 0)
+        return IMRT_OK;
+    IMRT_TRY(imrt_dij_smap_check(d));
+    if (!(d->beamlet_mm > 0.0) || !d->bixel_uv || !d->beam_start)
+        IMRT_FAIL(IMRT_ERR_FORMAT, "dij with scatter maps needs beamlet positions and a pitch");
+    const double w = d->beamlet_mm;
+    IMRT_ALLOC(s, 1);
+    s->nbeams = d->nbeams;
+    IMRT_ALLOC(s->b, d->nbeams);
+    for (int b = 0; b < d->nbeams; b++) {
+        const imrt_dij_smap *m = &d->smap[b];
+        sbeam *B = &s->b[b];
+        const int32_t j0 = d->beam_start[b], j1 = d->beam_start[b + 1];
+        double umin = INFINITY, vmin = INFINITY, umax = -INFINITY, vmax = -INFINITY;
+        for (int32_t j = j0; j < j1; j++) {
+            const double u = d->bixel_uv[2 * (int64_t)j], v = d->bixel_uv[2 * (int64_t)j + 1];
+            if (!(isfinite(u) && isfinite(v)))
+                IMRT_FAIL(IMRT_ERR_FORMAT, "beamlet %d has a non-finite position", (int)j);
+            umin = fmin(umin, u);
+            umax = fmax(umax, u);
+            vmin = fmin(vmin, v);
+            vmax = fmax(vmax, v);
+        }
+        if (j1 > j0) {
+            const double nu = floor((umax - umin) / w + 0.5) + 1, nv = floor((vmax - vmin) / w + 0.5) + 1;
+            if (!(nu <= 4096 && nv <= 4096))
+                IMRT_FAIL(IMRT_ERR_FORMAT, "beam %d's beamlets span %g x %g cells (at most 4096)",
+                          b, nu, nv);
+            B->nu = (int)nu;
+            B->nv = (int)nv;
+        }
+        IMRT_ALLOC(B->cell, IMRT_MAX(j1 - j0, 1));
+        for (int32_t j = j0; j < j1; j++) {
+            const double u = d->bixel_uv[2 * (int64_t)j], v = d->bixel_uv[2 * (int64_t)j + 1];
+            const int iu = (int)floor((u - umin) / w + 0.5), iv = (int)floor((v - vmin) / w + 0.5);
+            B->cell[j - j0] = iu + B->nu * iv;
+        }
+        const int64_t nu_ = IMRT_MAX(B->nu, 1), nv_ = IMRT_MAX(B->nv, 1);
+        IMRT_ALLOC(B->gu, (int64_t)m->nk * m->np * nu_);
+        IMRT_ALLOC(B->gv, (int64_t)m->nk * m->nq * nv_);
+        IMRT_ALLOC(B->gu2, (int64_t)m->nk * m->np * nu_);
+        IMRT_ALLOC(B->gv2, (int64_t)m->nk * m->nq * nv_);
+        for (int k = 0; k < m->nk; k++) {
+            const double sk = m->s0 * exp(k * m->ln_ratio);
+            for (int p = 0; p < m->np; p++)
+                for (int iu = 0; iu < B->nu; iu++) {
+                    const int64_t e = ((int64_t)k * m->np + p) * nu_ + iu;
+                    B->gu[e] = beamlet_gauss(m->u0 + p * m->h - (umin + iu * w), w, sk);
+                    B->gu2[e] = B->gu[e] * B->gu[e];
+                }
+            for (int q = 0; q < m->nq; q++)
+                for (int iv = 0; iv < B->nv; iv++) {
+                    const int64_t e = ((int64_t)k * m->nq + q) * nv_ + iv;
+                    B->gv[e] = beamlet_gauss(m->v0 + q * m->h - (vmin + iv * w), w, sk);
+                    B->gv2[e] = B->gv[e] * B->gv[e];
+                }
+        }
+        const int64_t need = nu_ * nv_ + (int64_t)IMRT_MAX(m->nq, 1) * nu_;
+        s->scratch = IMRT_MAX(s->scratch, need);
+    }
+    d->scatter = s;
+    s = NULL;
+cleanup:
+    imrt_dij_scatter_free(&s);
+    return status;
+}
+
+imrt_status imrt_dij_expand(const imrt_dij *d, int threads, const double *x, double *xe)
+{
+    if (!d || !x || !xe)
+        return imrt_error(IMRT_ERR_ARG, "imrt_dij_expand: NULL argument");
+    const int32_t n = d->ncols;
+    if (xe != x)
+        memcpy(xe, x, (size_t)n * sizeof *xe);
+    if (d->nvirt <= 0)
+        return IMRT_OK;
+    if (!d->scatter)
+        return imrt_error(IMRT_ERR_ARG, "imrt_dij_expand: scatter maps not prepared");
+    const imrt_dij_scatter *s = d->scatter;
+    int ntask = 0;
+    for (int b = 0; b < d->nbeams; b++)
+        ntask += d->smap[b].nk;
+    const int nt = IMRT_MIN(threads > 0 ? threads : omp_get_max_threads(), ntask);
+    double *scratch = imrt_malloc((size_t)nt * (size_t)s->scratch * sizeof *scratch);
+    if (!scratch)
+        return imrt_error(IMRT_ERR_NOMEM, "no memory for the scatter-map scratch");
+#pragma omp parallel num_threads(nt)
+    {
+        double *X = scratch + (size_t)omp_get_thread_num() * (size_t)s->scratch;
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < ntask; t++) {
+            int b = 0, k = t;
+            while (k >= d->smap[b].nk)
+                k -= d->smap[b++].nk;
+            const imrt_dij_smap *m = &d->smap[b];
+            const sbeam *B = &s->b[b];
+            const int nu = B->nu, nv = B->nv;
+            double *out = xe + m->first + (int64_t)k * m->np * m->nq;
+            if (nu < 1) {
+                memset(out, 0, (size_t)m->np * (size_t)m->nq * sizeof *out);
+                continue;
+            }
+            double *T = X + (int64_t)nu * nv;
+            memset(X, 0, (size_t)nu * (size_t)nv * sizeof *X);
+            const int32_t j0 = d->beam_start[b], j1 = d->beam_start[b + 1];
+            for (int32_t j = j0; j < j1; j++)
+                X[B->cell[j - j0]] = x[j];
+            /* T[q][iu] = sum_iv gv[k][q][iv] X[iv][iu] */
+            const double *gv = B->gv + (int64_t)k * m->nq * nv;
+            const double *gu = B->gu + (int64_t)k * m->np * nu;
+            for (int q = 0; q < m->nq; q++) {
+                double *Tq = T + (int64_t)q * nu;
+                for (int iu = 0; iu < nu; iu++)
+                    Tq[iu] = 0.0;
+                for (int iv = 0; iv < nv; iv++) {
+                    const double c = gv[(int64_t)q * nv + iv];
+                    const double *Xr = X + (int64_t)iv * nu;
+                    for (int iu = 0; iu < nu; iu++)
+                        Tq[iu] += c * Xr[iu];
+                }
+            }
+            /* M[q][p] = sum_iu T[q][iu] gu[k][p][iu] */
+            for (int q = 0; q < m->nq; q++) {
+                const double *Tq = T + (int64_t)q * nu;
+                double *Mq = out + (int64_t)q * m->np;
+                for (int p = 0; p < m->np; p++) {
+                    const double *gp = gu + (int64_t)p * nu;
+                    double acc = 0.0;
+                    for (int iu = 0; iu < nu; iu++)
+                        acc += Tq[iu] * gp[iu];
+                    Mq[p] = acc;
+                }
+            }
+        }
+    }
+    imrt_free(scratch);
+    return IMRT_OK;
+}
+
+imrt_status imrt_dij_contract(const imrt_dij *d, int threads, const double *ge, double *g,
+                              int squared)
+{
+    if (!d || !ge || !g)
+        return imrt_error(IMRT_ERR_ARG, "imrt_dij_contract: NULL argument");
+    const int32_t n = d->ncols;
+    if (g != ge)
+        memmove(g, ge, (size_t)n * sizeof *g);
+    if (d->nvirt <= 0)
+        return IMRT_OK;
+    if (!d->scatter)
+        return imrt_error(IMRT_ERR_ARG, "imrt_dij_contract: scatter maps not prepared");
+    const imrt_dij_scatter *s = d->scatter;
+    const int nt = IMRT_MIN(threads > 0 ? threads : omp_get_max_threads(), d->nbeams);
+    double *scratch = imrt_malloc((size_t)nt * (size_t)s->scratch * sizeof *scratch);
+    if (!scratch)
+        return imrt_error(IMRT_ERR_NOMEM, "no memory for the scatter-map scratch");
+#pragma omp parallel num_threads(nt)
+    {
+        double *X = scratch + (size_t)omp_get_thread_num() * (size_t)s->scratch;
+#pragma omp for schedule(dynamic, 1)
+        for (int b = 0; b < d->nbeams; b++) {
+            const imrt_dij_smap *m = &d->smap[b];
+            const sbeam *B = &s->b[b];
+            const int nu = B->nu, nv = B->nv;
+            const int32_t j0 = d->beam_start[b], j1 = d->beam_start[b + 1];
+            if (nu < 1)
+                continue;
+            double *S = X + (int64_t)nu * nv; /* nq x nu */
+            memset(X, 0, (size_t)nu * (size_t)nv * sizeof *X);
+            for (int k = 0; k < m->nk; k++) {
+                const double *gu = (squared ? B->gu2 : B->gu) + (int64_t)k * m->np * nu;
+                const double *gv = (squared ? B->gv2 : B->gv) + (int64_t)k * m->nq * nv;
+                const double *E = ge + m->first + (int64_t)k * m->np * m->nq;
+                /* S[q][iu] = sum_p E[q][p] gu[p][iu] */
+                for (int q = 0; q < m->nq; q++) {
+                    double *Sq = S + (int64_t)q * nu;
+                    for (int iu = 0; iu < nu; iu++)
+                        Sq[iu] = 0.0;
+                    const double *Eq = E + (int64_t)q * m->np;
+                    for (int p = 0; p < m->np; p++) {
+                        const double c = Eq[p];
+                        const double *gp = gu + (int64_t)p * nu;
+                        for (int iu = 0; iu < nu; iu++)
+                            Sq[iu] += c * gp[iu];
+                    }
+                }
+                /* X[iv][iu] += sum_q gv[q][iv] S[q][iu] */
+                for (int q = 0; q < m->nq; q++) {
+                    const double *Sq = S + (int64_t)q * nu;
+                    const double *gq = gv + (int64_t)q * nv;
+                    for (int iv = 0; iv < nv; iv++) {
+                        const double c = gq[iv];
+                        double *Xr = X + (int64_t)iv * nu;
+                        for (int iu = 0; iu < nu; iu++)
+                            Xr[iu] += c * Sq[iu];
+                    }
+                }
+            }
+            for (int32_t j = j0; j < j1; j++)
+                g[j] += X[B->cell[j - j0]];
+        }
+    }
+    imrt_free(scratch);
+    return IMRT_OK;
+}
+
+int imrt_dij_smap_entries(const imrt_dij_smap *m, double u, double v, double sigma,
+                          double scale, int32_t *col, double *val)
+{
+    double fp = (u - m->u0) / m->h, fq = (v - m->v0) / m->h;
+    double fk = log(sigma / m->s0) / m->ln_ratio;
+    int p = (int)floor(fp), q = (int)floor(fq), k = (int)floor(fk);
+    p = p < 0 ? 0 : (p > m->np - 2 ? m->np - 2 : p);
+    q = q < 0 ? 0 : (q > m->nq - 2 ? m->nq - 2 : q);
+    k = k < 0 ? 0 : (k > m->nk - 2 ? m->nk - 2 : k);
+    fp = fmin(fmax(fp - p, 0.0), 1.0);
+    fq = fmin(fmax(fq - q, 0.0), 1.0);
+    fk = fmin(fmax(fk - k, 0.0), 1.0);
+    const int32_t base = m->first + p + m->np * (q + m->nq * k);
+    int n = 0;
+    for (int dk = 0; dk < 2; dk++)
+        for (int dq = 0; dq < 2; dq++)
+            for (int dp = 0; dp < 2; dp++) {
+                col[n] = base + dp + m->np * (dq + m->nq * dk);
+                val[n] = scale * (dp ? fp : 1.0 - fp) * (dq ? fq : 1.0 - fq) * (dk ? fk : 1.0 - fk);
+                n++;
+            }
+    return n;
+}
