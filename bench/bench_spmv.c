@@ -86,7 +86,7 @@ static void verify(const imrt_dij *D, const bench_program *progs, int nprog, con
     imrt_spmv_kernels ref, opt;
     imrt_spmv_kernels_reference(&ref);
     imrt_spmv_kernels_optimised(&opt);
-    const size_t m = (size_t)D->nrows, n = (size_t)D->ncols;
+    const size_t m = (size_t)D->nrows, n = (size_t)imrt_dij_width(D); /* beamlets + map columns */
     double *d0 = vec(m), *d1 = vec(m), *g0 = vec(n), *g1 = vec(n);
     imrt_spmv_ws *ws = NULL;
     if (imrt_spmv_ws_create(D, threads, 1, NULL, &ws) != IMRT_OK)
@@ -114,7 +114,11 @@ static void verify(const imrt_dij *D, const bench_program *progs, int nprog, con
             bench_fail("bench_spmv: fused pass %d differs from the reference: dose %.3g, "
                        "gradient %.3g (relative)",
                        i, ed, eg);
-        /* the same with 16-bit packed indices */
+        /* the same with 16-bit packed indices (when the columns fit) */
+        if (imrt_dij_width(D) > IMRT_SPMV_PACK16_MAX_COLS) {
+            imrt_spmv_ws_destroy(&ws);
+            continue;
+        }
         if (imrt_spmv_ws_pack(ws, D) != IMRT_OK)
             bench_fail("bench_spmv: %s", imrt_last_error());
         memset(d1, 0, m * sizeof *d1);
@@ -145,7 +149,7 @@ int main(int argc, char **argv)
     bench_case c;
     bench_case_tg119(&o, o.quick ? 5.0 : 0.0, &c);
     const imrt_dij *D = c.dij;
-    const size_t m = (size_t)D->nrows, n = (size_t)D->ncols;
+    const size_t m = (size_t)D->nrows, n = (size_t)imrt_dij_width(D); /* beamlets + map columns */
     char size[96];
     snprintf(size, sizeof size, "%s", c.name);
     {
@@ -260,6 +264,10 @@ int main(int argc, char **argv)
             bench_report(&o, "spmv", k, th, size, &t, &bw, extra);
             last[3 + p] = t;
             lastbw[3 + p] = bw;
+            if (imrt_dij_width(D) > IMRT_SPMV_PACK16_MAX_COLS) { /* beamlets + map columns */
+                imrt_spmv_ws_destroy(&ws);
+                continue;
+            }
             if (imrt_spmv_ws_pack(ws, D) != IMRT_OK)
                 bench_fail("bench_spmv: %s", imrt_last_error());
             t = bench_time_paired(run_fused, &cl, o.repeats, &st[i], b_fused16[p], &bw);
