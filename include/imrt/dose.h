@@ -8,27 +8,31 @@
  * Units: mm, Gy per unit beamlet weight (weights are relative fluences,
  * imrt/machine.h). Frames: imrt/grid.h (LPS), imrt/beam.h (BEV).
  *
- * Lateral cut-off (imrt_dose_options). A 5 mm beamlet's phantom scatter is
- * broad (sigma of 4-6 cm) and, at its own peak, about 1e-3 of the beamlet's
- * primary peak, yet it makes 10-15 % of the dose of a 10 x 10 cm^2 field; a
+ * Lateral cut-off and scatter (imrt_dose_options). A 5 mm beamlet's phantom
+ * scatter is broad (sigma of 4-7 cm) and, at its own peak, about 1e-3 of the
+ * beamlet's primary peak, yet it makes 10-30 % of the dose of a field; a
  * relative threshold on whole beamlet values, or a plain radius, drops that
- * scatter and biases the dose low. The engine therefore works with:
- *   - a primary threshold: a beamlet's primary term is dropped beyond
- *     w/2 + sqrt(2 ln(1/cutoff)) sigma_p along either BEV axis (where its
- *     edge factor is below `cutoff`, relative; default 1e-3);
- *   - a coupling window: a voxel couples to the beamlets whose centres lie
- *     within `scatter_radius` (mm at the isocentre plane, a square
- *     half-width along u and v) of its BEV projection, clamped to the
- *     beam's beamlet grid; a voxel beyond the field keeps the nearest edge
- *     beamlets, so every voxel in front of a beam has at least one entry;
- *   - folding: the dose of every beamlet outside the window is added to the
- *     window beamlet nearest to it (grid indices clamped to the window, then
- *     the nearest present beamlet). The dij is then exact for a uniform
- *     fluence over any field shape, and for a modulated fluence the far
- *     scatter is attributed to a nearby beamlet instead of being lost.
- * imrt_dose_options_exact() turns the cut-off off (every voxel couples to
- * every beamlet: the reference dose). tests/test_dij.c measures the
- * deviation; docs/physics-model.md gives the size/accuracy table.
+ * scatter and biases the dose low. The dij build therefore splits the model:
+ *   - primary: a beamlet's primary term is dropped beyond
+ *     w/2 + sqrt(2 ln(1/cutoff)) sigma_p along either BEV axis (default
+ *     cutoff 1e-3) and stored per beamlet within a coupling window of
+ *     `scatter_radius` (default IMRT_PRIMARY_WINDOW_MM); primary beyond the
+ *     window is added to the nearest window beamlet ("folding", exact for a
+ *     locally uniform fluence, and the primary is narrow);
+ *   - scatter: stored on the dij's scatter maps (imrt/dij.h): eight
+ *     trilinear entries per voxel and beam on a lattice of map columns that
+ *     the beamlet weights are expanded into. Exact for any fluence up to the
+ *     interpolation (tests/test_dij.c: 0.14 % of the maximum for a uniform,
+ *     a modulated and an edges-off fluence).
+ * scatter_maps = 0 keeps the whole dose on the beamlet columns with a
+ * 20 mm window and folding, the model of format-1 dij files: exact for a
+ * uniform fluence only (an IMRT fluence that switches the field's edge
+ * beamlets off loses the out-of-field scatter folded onto them).
+ * Direct dose (imrt_dose_compute, imrt_dose_points) has no dij and
+ * therefore no maps: with a cut-off it uses the folded model, otherwise
+ * imrt_dose_options_exact() couples every voxel to every beamlet (the
+ * reference dose). tests/test_dij.c measures the deviations;
+ * docs/physics-model.md gives the size/accuracy table.
  *
  * Threads: every function below runs OpenMP loops with the context's thread
  * count (ctx may be NULL: OpenMP default) and gives results that do not
