@@ -15,10 +15,45 @@
 /* Largest binned DVH we produce (1e6 points is far beyond any useful plot). */
 #define DVH_MAX_BINS 1000000
 
-static int cmp_desc(const void *a, const void *b)
+/* Order-preserving key of a float: unsigned order of the keys is the
+ * numeric order of the values (finite values; -0 sorts before +0). */
+static inline uint32_t float_key(float f)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x < y) - (x > y);
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+static inline float key_float(uint32_t k)
+{
+    const uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* keys[0..n-1] sorted ascending by an LSD radix sort (4 passes of 8 bits;
+ * tmp holds n keys). O(n), against O(n log n) comparisons of qsort: a
+ * 531 441-voxel BODY sorts in a few milliseconds instead of ~50. */
+static void radix_sort_u32(uint32_t *keys, uint32_t *tmp, int64_t n)
+{
+    uint32_t *a = keys, *b = tmp;
+    for (int shift = 0; shift < 32; shift += 8) {
+        int64_t count[257] = {0};
+        for (int64_t i = 0; i < n; i++)
+            count[((a[i] >> shift) & 0xffu) + 1]++;
+        if (count[((a[0] >> shift) & 0xffu) + 1] == n)
+            continue; /* every key has this byte: the pass would not move anything */
+        for (int d = 0; d < 256; d++)
+            count[d + 1] += count[d];
+        for (int64_t i = 0; i < n; i++)
+            b[count[(a[i] >> shift) & 0xffu]++] = a[i];
+        uint32_t *t = a;
+        a = b;
+        b = t;
+    }
+    if (a != keys)
+        memcpy(keys, a, (size_t)n * sizeof *keys);
 }
 
 imrt_status imrt_dvh_create(const imrt_grid *g, const float *dose, const uint8_t *mask,
@@ -26,6 +61,7 @@ imrt_status imrt_dvh_create(const imrt_grid *g, const float *dose, const uint8_t
 {
     imrt_status status = IMRT_OK;
     imrt_dvh *h = NULL;
+    uint32_t *keys = NULL, *tmp = NULL;
     if (!out)
         return imrt_error(IMRT_ERR_ARG, "imrt_dvh_create: out is NULL");
     *out = NULL;
@@ -48,20 +84,27 @@ imrt_status imrt_dvh_create(const imrt_grid *g, const float *dose, const uint8_t
     h->mean = NAN;
     if (n > 0) {
         IMRT_ALLOC(h->dose, n);
+        IMRT_ALLOC(keys, n);
+        IMRT_ALLOC(tmp, n);
         int64_t k = 0;
         double sum = 0.0;
         for (int64_t v = 0; v < nvox; v++) {
             if (mask && !mask[v])
                 continue;
-            h->dose[k++] = (double)dose[v];
+            keys[k++] = float_key(dose[v]);
             sum += (double)dose[v];
         }
         h->mean = sum / (double)n;
-        qsort(h->dose, (size_t)n, sizeof *h->dose, cmp_desc);
+        /* the doses are floats: sorting their keys is exact */
+        radix_sort_u32(keys, tmp, n);
+        for (int64_t i = 0; i < n; i++)
+            h->dose[i] = (double)key_float(keys[n - 1 - i]); /* descending */
     }
     *out = h;
     h = NULL;
 cleanup:
+    imrt_free(keys);
+    imrt_free(tmp);
     imrt_dvh_destroy(&h);
     return status;
 }

@@ -105,7 +105,7 @@ static imrt_status nifti_write(const char *path, const imrt_grid *g, const void 
     size_t len = strlen(path);
     int gz = len > 3 && strcmp(path + len - 3, ".gz") == 0;
     IMRT_TRY(imrt_atomic_open(path, &af));
-    zf = znzopen(imrt_atomic_tmp_path(af), gz ? "wb6" : "wb", gz);
+    zf = znzopen(imrt_atomic_tmp_path(af), gz ? "wb1" : "wb", gz);
     if (znz_isnull(zf))
         IMRT_FAIL(IMRT_ERR_IO, "cannot write '%s': %s", path,
                   errno ? strerror(errno) : "cannot open the temporary file");

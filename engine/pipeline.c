@@ -212,6 +212,7 @@ imrt_status imrt_run_dij(const imrt_context *ctx, imrt_run *run)
     imrt_status status = IMRT_OK;
     if (!run)
         return imrt_error(IMRT_ERR_ARG, "imrt_run_dij: NULL run");
+    run->threads = imrt_context_threads(ctx);
     double t = now_s();
     const imrt_plan *plan = run->plan;
     imrt_dose_options dop;
@@ -274,6 +275,7 @@ imrt_status imrt_run_optimise(const imrt_context *ctx, imrt_run *run)
     imrt_objectives *obj = NULL;
     if (!run || !run->dij)
         return imrt_error(IMRT_ERR_ARG, "imrt_run_optimise: no dij (run imrt_run_dij first)");
+    run->threads = imrt_context_threads(ctx);
     double t = now_s();
     const imrt_plan *plan = run->plan;
     const imrt_grid *dg = &run->dose_phantom->grid;
@@ -631,66 +633,61 @@ imrt_status imrt_run_write_weights(const imrt_run *run, const char *path, const 
     return st;
 }
 
-imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
+/* What the two halves of imrt_run_write share (read-only while they run). */
+typedef struct {
+    imrt_run *run;
+    imrt_outdir *od;
+    const uint8_t *labels;
+    const int *colours;
+    const imrt_label_entry *legend;
+    const imrt_plot_structure *outl;
+    char (*img_paths)[4096];
+    char (*img_caps)[160];
+    int nimg;
+} write_job;
+
+/* The volumes: doses, density, label map and its legend. */
+static imrt_status write_volumes(write_job *J)
 {
     imrt_status status = IMRT_OK;
-    imrt_outdir *od = NULL;
-    uint8_t *labels = NULL;
-    int *colours = NULL;
-    imrt_structure_kind *kinds = NULL;
-    imrt_label_entry *legend = NULL;
-    imrt_plot_structure *outl = NULL;
-    json_t *metrics = NULL;
+    const imrt_run *run = J->run;
+    const imrt_phantom *ph = run->phantom;
+    const imrt_grid *pg = &ph->grid, *dg = &run->dose_phantom->grid;
+    char path[4096];
+    IMRT_TRY(imrt_outdir_path(J->od, "dose_imrt.nii.gz", path, sizeof path));
+    IMRT_TRY(imrt_nifti_write_float(path, dg, run->imrt.dose, "imrt IMRT dose, Gy"));
+    IMRT_TRY(imrt_outdir_path(J->od, "dose_3dcrt.nii.gz", path, sizeof path));
+    IMRT_TRY(imrt_nifti_write_float(path, dg, run->crt.dose, "imrt 3D-CRT dose, Gy"));
+    IMRT_TRY(imrt_outdir_path(J->od, "density.nii.gz", path, sizeof path));
+    IMRT_TRY(imrt_nifti_write_float(path, pg, ph->density, "relative electron density"));
+    IMRT_TRY(imrt_outdir_path(J->od, "structures.nii.gz", path, sizeof path));
+    IMRT_TRY(imrt_nifti_write_labels(path, pg, J->labels, "imrt structures (label = legend)"));
+    IMRT_TRY(imrt_outdir_path(J->od, "structures.ctbl", path, sizeof path));
+    IMRT_TRY(imrt_nifti_write_legend(path, J->legend, ph->nstructures));
+cleanup:
+    return status;
+}
+
+/* The DVH table and every picture (their paths and captions go to J). */
+static imrt_status write_pictures(write_job *J)
+{
+    imrt_status status = IMRT_OK;
     double *wb = NULL;
     float *uvb = NULL;
-    char path[4096];
-    char img_paths[IMRT_MAX_IMAGES][4096];
-    char img_caps[IMRT_MAX_IMAGES][160];
-    imrt_report_image images[IMRT_MAX_IMAGES];
-    int nimg = 0;
-    if (!run || !dir)
-        return imrt_error(IMRT_ERR_ARG, "imrt_run_write: NULL argument");
-    double t = now_s();
-    IMRT_TRY(imrt_outdir_open(dir, force, &od));
+    imrt_run *run = J->run;
     const imrt_phantom *ph = run->phantom, *dp = run->dose_phantom;
     const imrt_grid *pg = &ph->grid, *dg = &dp->grid;
-    int ns = ph->nstructures;
-
-    /* volumes */
-    IMRT_TRY(imrt_outdir_path(od, "dose_imrt.nii.gz", path, sizeof path));
-    IMRT_TRY(imrt_nifti_write_float(path, dg, run->imrt.dose, "imrt IMRT dose, Gy"));
-    IMRT_TRY(imrt_outdir_path(od, "dose_3dcrt.nii.gz", path, sizeof path));
-    IMRT_TRY(imrt_nifti_write_float(path, dg, run->crt.dose, "imrt 3D-CRT dose, Gy"));
-    IMRT_TRY(imrt_outdir_path(od, "density.nii.gz", path, sizeof path));
-    IMRT_TRY(imrt_nifti_write_float(path, pg, ph->density, "relative electron density"));
-    IMRT_ALLOC(labels, imrt_grid_nvox(pg));
-    imrt_phantom_label_map(ph, labels);
-    IMRT_TRY(imrt_outdir_path(od, "structures.nii.gz", path, sizeof path));
-    IMRT_TRY(imrt_nifti_write_labels(path, pg, labels, "imrt structures (label = legend)"));
-    IMRT_ALLOC(colours, ns > 0 ? ns : 1);
-    IMRT_ALLOC(kinds, ns > 0 ? ns : 1);
-    IMRT_ALLOC(legend, ns > 0 ? ns : 1);
-    IMRT_ALLOC(outl, ns > 0 ? ns : 1);
-    for (int s = 0; s < ns; s++)
-        kinds[s] = ph->structures[s].kind;
-    imrt_plot_assign_colours(kinds, ns, colours);
-    for (int s = 0; s < ns; s++) {
-        legend[s].value = s + 1;
-        legend[s].name = ph->structures[s].name;
-        legend[s].kind = ph->structures[s].kind;
-        imrt_plot_palette_rgb8(colours[s], legend[s].rgb);
-        outl[s].name = ph->structures[s].name;
-        outl[s].colour = colours[s];
-        outl[s].mask = ph->structures[s].mask;
-    }
-    IMRT_TRY(imrt_outdir_path(od, "structures.ctbl", path, sizeof path));
-    IMRT_TRY(imrt_nifti_write_legend(path, legend, ns));
+    const int ns = ph->nstructures;
+    char path[4096];
+    int nimg = 0;
+    char (*img_paths)[4096] = J->img_paths;
+    char (*img_caps)[160] = J->img_caps;
 
     /* DVH table and plot */
-    IMRT_TRY(imrt_outdir_path(od, "dvh.csv", path, sizeof path));
+    IMRT_TRY(imrt_outdir_path(J->od, "dvh.csv", path, sizeof path));
     IMRT_TRY(write_dvh_csv(run, path));
-    IMRT_TRY(imrt_outdir_path(od, "dvh.png", img_paths[nimg], sizeof img_paths[nimg]));
-    IMRT_TRY(write_dvh_png(run, colours, img_paths[nimg]));
+    IMRT_TRY(imrt_outdir_path(J->od, "dvh.png", img_paths[nimg], sizeof img_paths[nimg]));
+    IMRT_TRY(write_dvh_png(run, J->colours, img_paths[nimg]));
     snprintf(img_caps[nimg], sizeof img_caps[nimg], "Dose-volume histograms: IMRT (solid) and 3D-CRT (dashed)");
     nimg++;
 
@@ -704,7 +701,7 @@ imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
     const char *plan_names[2] = {"imrt", "3dcrt"}, *plan_titles[2] = {"IMRT", "3D-CRT"};
     for (int p = 0; p < 2; p++)
         for (int pl = 0; pl < 3; pl++) {
-            imrt_plot_slice_data sd = {pg, ph->density, dg, plans[p]->dose, labels, outl, ns};
+            imrt_plot_slice_data sd = {pg, ph->density, dg, plans[p]->dose, J->labels, J->outl, ns};
             imrt_plot_slice_opts so;
             imrt_plot_slice_defaults(&so);
             char title[96];
@@ -715,7 +712,7 @@ imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
             so.dose_max_gy = dmax;
             char name[64];
             snprintf(name, sizeof name, "dose_%s_%s.png", plan_names[p], plane_names[pl]);
-            IMRT_TRY(imrt_outdir_path(od, name, img_paths[nimg], sizeof img_paths[nimg]));
+            IMRT_TRY(imrt_outdir_path(J->od, name, img_paths[nimg], sizeof img_paths[nimg]));
             IMRT_TRY(imrt_plot_slice(img_paths[nimg], (imrt_plane)pl, &sd, &so));
             snprintf(img_caps[nimg], sizeof img_caps[nimg], "%s dose, %s plane through the isocentre",
                      plan_titles[p], plane_names[pl]);
@@ -744,11 +741,88 @@ imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
         fo.units = "weight (Gy at dmax)";
         char name[64];
         snprintf(name, sizeof name, "fluence_beam%02d.png", b + 1);
-        IMRT_TRY(imrt_outdir_path(od, name, img_paths[nimg], sizeof img_paths[nimg]));
+        IMRT_TRY(imrt_outdir_path(J->od, name, img_paths[nimg], sizeof img_paths[nimg]));
         IMRT_TRY(imrt_plot_fluence(img_paths[nimg], j1 - j0, uvb, wb, d->beamlet_mm, &fo));
         snprintf(img_caps[nimg], sizeof img_caps[nimg], "IMRT fluence, %s (gantry %.0f deg)",
                  fo.beam_name, beam->gantry_deg);
         nimg++;
+    }
+cleanup:
+    J->nimg = nimg;
+    imrt_free(wb);
+    imrt_free(uvb);
+    return status;
+}
+
+imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
+{
+    imrt_status status = IMRT_OK;
+    imrt_outdir *od = NULL;
+    uint8_t *labels = NULL;
+    int *colours = NULL;
+    imrt_structure_kind *kinds = NULL;
+    imrt_label_entry *legend = NULL;
+    imrt_plot_structure *outl = NULL;
+    json_t *metrics = NULL;
+    char path[4096];
+    char img_paths[IMRT_MAX_IMAGES][4096];
+    char img_caps[IMRT_MAX_IMAGES][160];
+    imrt_report_image images[IMRT_MAX_IMAGES];
+    int nimg = 0;
+    if (!run || !dir)
+        return imrt_error(IMRT_ERR_ARG, "imrt_run_write: NULL argument");
+    double t = now_s();
+    IMRT_TRY(imrt_outdir_open(dir, force, &od));
+    const imrt_phantom *ph = run->phantom;
+    const imrt_grid *pg = &ph->grid;
+    int ns = ph->nstructures;
+
+    IMRT_ALLOC(labels, imrt_grid_nvox(pg));
+    imrt_phantom_label_map(ph, labels);
+    IMRT_ALLOC(colours, ns > 0 ? ns : 1);
+    IMRT_ALLOC(kinds, ns > 0 ? ns : 1);
+    IMRT_ALLOC(legend, ns > 0 ? ns : 1);
+    IMRT_ALLOC(outl, ns > 0 ? ns : 1);
+    for (int s = 0; s < ns; s++)
+        kinds[s] = ph->structures[s].kind;
+    imrt_plot_assign_colours(kinds, ns, colours);
+    for (int s = 0; s < ns; s++) {
+        legend[s].value = s + 1;
+        legend[s].name = ph->structures[s].name;
+        legend[s].kind = ph->structures[s].kind;
+        imrt_plot_palette_rgb8(colours[s], legend[s].rgb);
+        outl[s].name = ph->structures[s].name;
+        outl[s].colour = colours[s];
+        outl[s].mask = ph->structures[s].mask;
+    }
+
+    /* The volumes (gzip) and the pictures (cairo) are independent: with two
+     * or more threads they are written side by side. Each half keeps its
+     * own status and message (error messages are per thread); the first
+     * failure in file order is reported. */
+    {
+        write_job J = {run, od, labels, colours, legend, outl, img_paths, img_caps, 0};
+        imrt_status st[2] = {IMRT_OK, IMRT_OK};
+        char msg[2][512] = {"", ""};
+#pragma omp parallel sections num_threads(run->threads > 1 ? 2 : 1)
+        {
+#pragma omp section
+            {
+                st[0] = write_volumes(&J);
+                if (st[0] != IMRT_OK)
+                    snprintf(msg[0], sizeof msg[0], "%s", imrt_last_error());
+            }
+#pragma omp section
+            {
+                st[1] = write_pictures(&J);
+                if (st[1] != IMRT_OK)
+                    snprintf(msg[1], sizeof msg[1], "%s", imrt_last_error());
+            }
+        }
+        for (int q = 0; q < 2; q++)
+            if (st[q] != IMRT_OK)
+                IMRT_FAIL(st[q], "%s", msg[q]);
+        nimg = J.nimg;
     }
 
     /* metrics.json and the report */
@@ -778,7 +852,5 @@ cleanup:
     imrt_free(kinds);
     imrt_free(legend);
     imrt_free(outl);
-    imrt_free(wb);
-    imrt_free(uvb);
     return status;
 }

@@ -38,9 +38,12 @@ static inline double plane_t(const ray_state *r, int ax, int k)
     return (r->lo[ax] + k * r->sp[ax] - r->a[ax]) * r->inv[ax];
 }
 
-/* Clip and initialise; returns 0 when the ray misses the grid. */
+/* Clip and initialise; returns 0 when the ray misses the grid. box (NULL =
+ * the whole grid) clips the ray to voxels box[2ax] .. box[2ax+1] instead:
+ * the planes are the grid's own, so a walk clipped to a box outside which
+ * the density is 0 sums exactly the same non-zero terms. */
 static inline int ray_setup(const imrt_grid *g, const double a[3], const double b[3],
-                            ray_state *r)
+                            const int *box, ray_state *r)
 {
     const double sp[3] = {g->dx, g->dy, g->dz};
     const int n[3] = {g->nx, g->ny, g->nz};
@@ -51,17 +54,18 @@ static inline int ray_setup(const imrt_grid *g, const double a[3], const double 
         r->sp[ax] = sp[ax];
         r->n[ax] = n[ax];
         r->lo[ax] = g->origin[ax] - 0.5 * sp[ax];
-        const double hi = r->lo[ax] + n[ax] * sp[ax];
+        const double lo = box ? r->lo[ax] + box[2 * ax] * sp[ax] : r->lo[ax];
+        const double hi = r->lo[ax] + (box ? box[2 * ax + 1] + 1 : n[ax]) * sp[ax];
         D[ax] = b[ax] - a[ax];
         if (D[ax] == 0.0) {
             r->step[ax] = 0;
             r->inv[ax] = 0.0;
-            if (a[ax] < r->lo[ax] || a[ax] > hi)
+            if (a[ax] < lo || a[ax] > hi)
                 return 0;
         } else {
             r->inv[ax] = 1.0 / D[ax];
             r->step[ax] = D[ax] > 0 ? 1 : -1;
-            double ta = (r->lo[ax] - a[ax]) * r->inv[ax], tb = (hi - a[ax]) * r->inv[ax];
+            double ta = (lo - a[ax]) * r->inv[ax], tb = (hi - a[ax]) * r->inv[ax];
             if (ta > tb) {
                 double tmp = ta;
                 ta = tb;
@@ -149,7 +153,7 @@ imrt_status imrt_raytrace(const imrt_grid *g, const double a[3], const double b[
                           "%lld a ray may need", (long long)cap,
                           (long long)imrt_raytrace_capacity(g));
     ray_state r;
-    if (!ray_setup(g, a, b, &r))
+    if (!ray_setup(g, a, b, NULL, &r))
         return IMRT_OK;
     int64_t n = 0;
 #define EMIT_(v, l)          \
@@ -167,11 +171,12 @@ imrt_status imrt_raytrace(const imrt_grid *g, const double a[3], const double b[
 /* The optimised integrator: incremental crossing parameters, a running
  * linear index and a branch-free choice of the next axis. Zero-length pieces
  * (edge and corner crossings) add nothing, so they need no test. */
-double imrt_raytrace_depth(const imrt_grid *g, const float *density, const double a[3],
-                           const double b[3])
+/* imrt_raytrace_depth, clipped to box (see ray_setup). */
+static double depth_box(const imrt_grid *g, const float *density, const double a[3],
+                        const double b[3], const int *box)
 {
     ray_state r;
-    if (!ray_setup(g, a, b, &r))
+    if (!ray_setup(g, a, b, box, &r))
         return 0.0;
     const int64_t st[3] = {1, g->nx, (int64_t)g->nx * g->ny};
     double tn[3], dt[3];
@@ -226,6 +231,42 @@ double imrt_raytrace_depth(const imrt_grid *g, const float *density, const doubl
     return sum * r.len;
 }
 
+double imrt_raytrace_depth(const imrt_grid *g, const float *density, const double a[3],
+                           const double b[3])
+{
+    return depth_box(g, density, a, b, NULL);
+}
+
+/* Voxel index box of the non-zero densities (box[2ax], box[2ax+1]); 0 when
+ * every density is 0. */
+static int density_box(const imrt_grid *g, const float *density, int box[6])
+{
+    const int n[3] = {g->nx, g->ny, g->nz};
+    for (int ax = 0; ax < 3; ax++) {
+        box[2 * ax] = n[ax];
+        box[2 * ax + 1] = -1;
+    }
+    int64_t v = 0;
+    for (int k = 0; k < g->nz; k++)
+        for (int j = 0; j < g->ny; j++) {
+            int i0 = -1, i1 = -1;
+            for (int i = 0; i < g->nx; i++, v++)
+                if (density[v] != 0.0f) {
+                    if (i0 < 0)
+                        i0 = i;
+                    i1 = i;
+                }
+            if (i0 < 0)
+                continue;
+            const int ijk[3][2] = {{i0, i1}, {j, j}, {k, k}};
+            for (int ax = 0; ax < 3; ax++) {
+                box[2 * ax] = ijk[ax][0] < box[2 * ax] ? ijk[ax][0] : box[2 * ax];
+                box[2 * ax + 1] = ijk[ax][1] > box[2 * ax + 1] ? ijk[ax][1] : box[2 * ax + 1];
+            }
+        }
+    return box[1] >= 0;
+}
+
 imrt_status imrt_depth_cube(const imrt_context *ctx, const imrt_grid *g, const float *density,
                             const double src[3], const int64_t *voxels, int64_t nvoxels,
                             float *depth)
@@ -240,6 +281,10 @@ imrt_status imrt_depth_cube(const imrt_context *ctx, const imrt_grid *g, const f
     const int64_t cap = imrt_raytrace_capacity(g);
     if (reference)
         IMRT_ALLOC(segs, cap * threads);
+    /* the optimised kernel walks only the box holding non-zero densities
+     * (the air around a patient or a phantom adds nothing) */
+    int box[6];
+    const int any = density_box(g, density, box);
 #pragma omp parallel num_threads(threads)
     {
         imrt_ray_segment *my = segs ? segs + cap * omp_get_thread_num() : NULL;
@@ -256,8 +301,8 @@ imrt_status imrt_depth_cube(const imrt_context *ctx, const imrt_grid *g, const f
                 imrt_raytrace(g, src, c, my, cap, &ns);
                 for (int64_t s = 0; s < ns; s++)
                     d += (double)density[my[s].voxel] * my[s].length;
-            } else {
-                d = imrt_raytrace_depth(g, density, src, c);
+            } else if (any) {
+                d = depth_box(g, density, src, c, box);
             }
             depth[q] = (float)d;
         }

@@ -5,6 +5,8 @@
  * structures and allocation failures.
  */
 #include "imrt/alloc.h"
+#include <math.h>
+#include <stdlib.h>
 #include "imrt/metrics.h"
 
 #include "test_util.h"
@@ -239,10 +241,54 @@ static void test_dvh_allocation_failures(void **state)
     }
 }
 
+static int cmp_desc_ref(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* The DVH's sorted doses (radix sort of float keys) against qsort, on
+ * doses with ties, zeros of both signs, negatives, denormals and the full
+ * float range. */
+static void test_sort_matches_qsort(void **state)
+{
+    (void)state;
+    imrt_grid g;
+    const double o[3] = {0, 0, 0};
+    assert_ok(imrt_grid_init(&g, 97, 31, 17, 1, 1, 1, o));
+    const int64_t n = imrt_grid_nvox(&g);
+    float *dose = malloc((size_t)n * sizeof *dose);
+    double *ref = malloc((size_t)n * sizeof *ref);
+    uint64_t seed = 42;
+    for (int64_t v = 0; v < n; v++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        const uint32_t r = (uint32_t)(seed >> 33);
+        switch (r % 6) {
+        case 0: dose[v] = (float)(r % 1000) * 0.1f; break;   /* ties */
+        case 1: dose[v] = (r & 1) ? 0.0f : -0.0f; break;
+        case 2: dose[v] = -(float)(r % 5000) * 0.01f; break;
+        case 3: dose[v] = 1e-42f * (float)(r % 7); break;    /* denormals */
+        case 4: dose[v] = (float)ldexp((double)(r % 1024), (int)(r % 200) - 100); break;
+        default: dose[v] = (float)r * 1e-6f; break;
+        }
+        ref[v] = (double)dose[v];
+    }
+    qsort(ref, (size_t)n, sizeof *ref, cmp_desc_ref);
+    imrt_dvh *h = NULL;
+    assert_ok(imrt_dvh_create(&g, dose, NULL, &h));
+    assert_int_equal(h->n, n);
+    for (int64_t i = 0; i < n; i++)
+        assert_true(h->dose[i] == ref[i]);
+    imrt_dvh_destroy(&h);
+    free(dose);
+    free(ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dvh_of_1_to_100),
+        cmocka_unit_test(test_sort_matches_qsort),
         cmocka_unit_test(test_dvh_with_mask),
         cmocka_unit_test(test_dvh_of_linear_ramp),
         cmocka_unit_test(test_dvh_binned),

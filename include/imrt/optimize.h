@@ -95,7 +95,7 @@ typedef struct {
     double constraint_tol;       /* relative tolerance for "holds", >= 0, default 1e-3 */
     int lbfgs_memory;            /* L-BFGS correction pairs, 0 = NLopt's default */
     imrt_method method;          /* default IMRT_METHOD_AUTO */
-    int cg_max;                  /* Newton: CG iterations per Newton step, 1..10000, default 40 */
+    int cg_max;                  /* Newton: CG iterations per Newton step, 1..10000, default 20 */
     int hessian_stride;          /* Newton: Hessian row subsampling (see
                                     imrt_objectives_hessian_prepare), 0 = automatic, 1 = exact */
     imrt_iteration_fn log;       /* may be NULL */
