@@ -668,12 +668,54 @@ cleanup:
     return status;
 }
 
-/* The DVH table and every picture (their paths and captions go to J). */
-static imrt_status write_pictures(write_job *J)
+/* The fluence maps of the IMRT beams, into image slots first.. of J. */
+static imrt_status write_fluence(write_job *J, int first, int *count)
 {
     imrt_status status = IMRT_OK;
     double *wb = NULL;
     float *uvb = NULL;
+    imrt_run *run = J->run;
+    char (*img_paths)[4096] = J->img_paths;
+    char (*img_caps)[160] = J->img_caps;
+    int nimg = first;
+    const imrt_dij *d = run->dij;
+    IMRT_ALLOC(wb, d->ncols);
+    IMRT_ALLOC(uvb, 2 * (size_t)d->ncols);
+    for (int b = 0; b < d->nbeams && nimg < IMRT_MAX_IMAGES; b++) {
+        int32_t j0 = d->beam_start[b], j1 = d->beam_start[b + 1];
+        for (int32_t j = j0; j < j1; j++) {
+            wb[j - j0] = run->imrt.x[j];
+            uvb[2 * (j - j0)] = d->bixel_uv[2 * j];
+            uvb[2 * (j - j0) + 1] = d->bixel_uv[2 * j + 1];
+        }
+        const imrt_beam *beam = imrt_beamset_beam(run->beams, b);
+        imrt_plot_fluence_opts fo;
+        imrt_plot_fluence_defaults(&fo);
+        char bname[32];
+        snprintf(bname, sizeof bname, "beam %02d", b + 1);
+        fo.beam_name = run->plan->beams[b].name[0] ? run->plan->beams[b].name : bname;
+        fo.gantry_deg = beam->gantry_deg;
+        fo.couch_deg = beam->couch_deg;
+        fo.units = "weight (Gy at dmax)";
+        char name[64];
+        snprintf(name, sizeof name, "fluence_beam%02d.png", b + 1);
+        IMRT_TRY(imrt_outdir_path(J->od, name, img_paths[nimg], sizeof img_paths[nimg]));
+        IMRT_TRY(imrt_plot_fluence(img_paths[nimg], j1 - j0, uvb, wb, d->beamlet_mm, &fo));
+        snprintf(img_caps[nimg], sizeof img_caps[nimg], "IMRT fluence, %s (gantry %.0f deg)",
+                 fo.beam_name, beam->gantry_deg);
+        nimg++;
+    }
+cleanup:
+    *count = nimg - first;
+    imrt_free(wb);
+    imrt_free(uvb);
+    return status;
+}
+
+/* The DVH table, its plot and the dose pictures (paths and captions go to J). */
+static imrt_status write_pictures(write_job *J)
+{
+    imrt_status status = IMRT_OK;
     imrt_run *run = J->run;
     const imrt_phantom *ph = run->phantom, *dp = run->dose_phantom;
     const imrt_grid *pg = &ph->grid, *dg = &dp->grid;
@@ -719,38 +761,8 @@ static imrt_status write_pictures(write_job *J)
             nimg++;
         }
 
-    /* fluence maps of the IMRT beams */
-    const imrt_dij *d = run->dij;
-    IMRT_ALLOC(wb, d->ncols);
-    IMRT_ALLOC(uvb, 2 * (size_t)d->ncols);
-    for (int b = 0; b < d->nbeams && nimg < IMRT_MAX_IMAGES; b++) {
-        int32_t j0 = d->beam_start[b], j1 = d->beam_start[b + 1];
-        for (int32_t j = j0; j < j1; j++) {
-            wb[j - j0] = run->imrt.x[j];
-            uvb[2 * (j - j0)] = d->bixel_uv[2 * j];
-            uvb[2 * (j - j0) + 1] = d->bixel_uv[2 * j + 1];
-        }
-        const imrt_beam *beam = imrt_beamset_beam(run->beams, b);
-        imrt_plot_fluence_opts fo;
-        imrt_plot_fluence_defaults(&fo);
-        char bname[32];
-        snprintf(bname, sizeof bname, "beam %02d", b + 1);
-        fo.beam_name = run->plan->beams[b].name[0] ? run->plan->beams[b].name : bname;
-        fo.gantry_deg = beam->gantry_deg;
-        fo.couch_deg = beam->couch_deg;
-        fo.units = "weight (Gy at dmax)";
-        char name[64];
-        snprintf(name, sizeof name, "fluence_beam%02d.png", b + 1);
-        IMRT_TRY(imrt_outdir_path(J->od, name, img_paths[nimg], sizeof img_paths[nimg]));
-        IMRT_TRY(imrt_plot_fluence(img_paths[nimg], j1 - j0, uvb, wb, d->beamlet_mm, &fo));
-        snprintf(img_caps[nimg], sizeof img_caps[nimg], "IMRT fluence, %s (gantry %.0f deg)",
-                 fo.beam_name, beam->gantry_deg);
-        nimg++;
-    }
 cleanup:
     J->nimg = nimg;
-    imrt_free(wb);
-    imrt_free(uvb);
     return status;
 }
 
@@ -796,19 +808,23 @@ imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
         outl[s].mask = ph->structures[s].mask;
     }
 
-    /* The volumes (gzip) and the pictures (cairo) are independent: with two
-     * or more threads they are written side by side. Each half keeps its
+    /* The volumes (gzip) and the fluence maps, and the DVH with the dose
+     * pictures, are independent: with two or more threads the two halves
+     * are written side by side (about equal work). Each half keeps its
      * own status and message (error messages are per thread); the first
      * failure in file order is reported. */
     {
         write_job J = {run, od, labels, colours, legend, outl, img_paths, img_caps, 0};
         imrt_status st[2] = {IMRT_OK, IMRT_OK};
         char msg[2][512] = {"", ""};
+        int nflu = 0;
 #pragma omp parallel sections num_threads(run->threads > 1 ? 2 : 1)
         {
 #pragma omp section
             {
                 st[0] = write_volumes(&J);
+                if (st[0] == IMRT_OK) /* after the 7 pictures of the other half */
+                    st[0] = write_fluence(&J, 7, &nflu);
                 if (st[0] != IMRT_OK)
                     snprintf(msg[0], sizeof msg[0], "%s", imrt_last_error());
             }
@@ -822,7 +838,10 @@ imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
         for (int q = 0; q < 2; q++)
             if (st[q] != IMRT_OK)
                 IMRT_FAIL(st[q], "%s", msg[q]);
-        nimg = J.nimg;
+        if (J.nimg != 7)
+            IMRT_FAIL(IMRT_ERR_INTERNAL, "output folder: %d pictures before the fluence maps, "
+                      "expected 7", J.nimg);
+        nimg = J.nimg + nflu;
     }
 
     /* metrics.json and the report */

@@ -237,11 +237,14 @@ double imrt_raytrace_depth(const imrt_grid *g, const float *density, const doubl
     return depth_box(g, density, a, b, NULL);
 }
 
-/* Voxel index box of the non-zero densities (box[2ax], box[2ax+1]); 0 when
- * every density is 0. */
-static int density_box(const imrt_grid *g, const float *density, int box[6])
+/* Voxel index box of the densities that differ from the background
+ * density bg = the grid's first voxel (box[2ax], box[2ax+1]); 0 when every
+ * voxel has the background density. Outside the box the density is bg. */
+static int density_box(const imrt_grid *g, const float *density, int box[6], float *bg)
 {
     const int n[3] = {g->nx, g->ny, g->nz};
+    const float b0 = density[0];
+    *bg = b0;
     for (int ax = 0; ax < 3; ax++) {
         box[2 * ax] = n[ax];
         box[2 * ax + 1] = -1;
@@ -251,7 +254,7 @@ static int density_box(const imrt_grid *g, const float *density, int box[6])
         for (int j = 0; j < g->ny; j++) {
             int i0 = -1, i1 = -1;
             for (int i = 0; i < g->nx; i++, v++)
-                if (density[v] != 0.0f) {
+                if (density[v] != b0) {
                     if (i0 < 0)
                         i0 = i;
                     i1 = i;
@@ -265,6 +268,32 @@ static int density_box(const imrt_grid *g, const float *density, int box[6])
             }
         }
     return box[1] >= 0;
+}
+
+/* Length (mm) of the part of segment a-b inside the grid (box NULL) or
+ * inside voxels box[2ax]..box[2ax+1]. */
+static double clip_length(const imrt_grid *g, const double a[3], const double b[3],
+                          const int *box)
+{
+    ray_state r;
+    if (!ray_setup(g, a, b, box, &r))
+        return 0.0;
+    return (r.t1 - r.t0) * r.len;
+}
+
+/* Radiological depth of point c from src, the ray walked only through the
+ * box of non-background densities: outside it the density is bg, which
+ * contributes bg times the length of the ray outside the box (the air
+ * around a patient or phantom, often half of every ray). */
+static double depth_split(const imrt_grid *g, const float *density, const double src[3],
+                          const double c[3], int any, const int *box, float bg)
+{
+    double d = any ? depth_box(g, density, src, c, box) : 0.0;
+    if (bg != 0.0f) {
+        const double outside = clip_length(g, src, c, NULL) - (any ? clip_length(g, src, c, box) : 0.0);
+        d += (double)bg * (outside > 0.0 ? outside : 0.0);
+    }
+    return d;
 }
 
 imrt_status imrt_depth_cube(const imrt_context *ctx, const imrt_grid *g, const float *density,
@@ -284,7 +313,8 @@ imrt_status imrt_depth_cube(const imrt_context *ctx, const imrt_grid *g, const f
     /* the optimised kernel walks only the box holding non-zero densities
      * (the air around a patient or a phantom adds nothing) */
     int box[6];
-    const int any = density_box(g, density, box);
+    float bg = 0.0f;
+    const int any = density_box(g, density, box, &bg);
 #pragma omp parallel num_threads(threads)
     {
         imrt_ray_segment *my = segs ? segs + cap * omp_get_thread_num() : NULL;
@@ -301,8 +331,8 @@ imrt_status imrt_depth_cube(const imrt_context *ctx, const imrt_grid *g, const f
                 imrt_raytrace(g, src, c, my, cap, &ns);
                 for (int64_t s = 0; s < ns; s++)
                     d += (double)density[my[s].voxel] * my[s].length;
-            } else if (any) {
-                d = depth_box(g, density, src, c, box);
+            } else {
+                d = depth_split(g, density, src, c, any, box, bg);
             }
             depth[q] = (float)d;
         }
