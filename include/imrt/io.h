@@ -17,7 +17,11 @@
  *  - imrt_atomic_file: one file written under a temporary name in the same
  *    folder (`.NAME.tmp-*`), flushed, fsync'ed and renamed over NAME at
  *    commit; abort (or a failed commit) removes the temporary file and
- *    leaves any previous NAME untouched.
+ *    leaves any previous NAME untouched. Inside the staging folder of an
+ *    open imrt_outdir the per-file fsync is left to the folder's commit,
+ *    which syncs the file system once for all of them (syncfs) before the
+ *    folder is renamed into place: the same guarantee, one journal commit
+ *    instead of one per file.
  *
  * Every writer of the library (NIfTI, PNG, HTML) goes through
  * imrt_atomic_file, also inside a staging folder, so a file that exists under
@@ -75,7 +79,9 @@ const char *imrt_outdir_final(const imrt_outdir *o);
  * buffer that is too small. */
 imrt_status imrt_outdir_path(const imrt_outdir *o, const char *name, char *buf, size_t size);
 
-/* Put the finished folder in place: fsync the staging folder, rename it to
+/* Put the finished folder in place: sync the file system holding it (the
+ * files written into it were not synced one by one), fsync the staging
+ * folder, rename it to
  * the final path (replacing the old folder when opened with force) and fsync
  * the parent. Afterwards the handle only answers imrt_outdir_final and must
  * be destroyed. IMRT_ERR_EXISTS if the final path appeared meanwhile and
