@@ -484,9 +484,13 @@ static imrt_status smap_layout(const imrt_context *ctx, const build_state *s,
                       "levels (at most 4096 x 4096 x 256): raise the map pitch or ratio", b,
                       (int)m->np, (int)m->nq, (int)m->nk);
         m->first = (int32_t)next;
-        next += (int64_t)m->np * m->nq * m->nk;
-        if (next > INT32_MAX)
-            IMRT_FAIL(IMRT_ERR_RANGE, "the scatter maps need more than 2^31 columns");
+        const int64_t nodes = (int64_t)m->np * m->nq * m->nk;
+        next += nodes;
+        if (nodes > IMRT_DIJ_MAX_MAP_NODES_BEAM || next - d->ncols > IMRT_DIJ_MAX_MAP_NODES)
+            IMRT_FAIL(IMRT_ERR_RANGE, "the scatter maps would need %lld nodes for beam %d (at "
+                      "most %lld per beam, %lld in all): raise the map pitch or ratio",
+                      (long long)nodes, b, (long long)IMRT_DIJ_MAX_MAP_NODES_BEAM,
+                      (long long)IMRT_DIJ_MAX_MAP_NODES);
     }
     d->nvirt = (int32_t)(next - d->ncols);
 cleanup:

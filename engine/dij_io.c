@@ -379,7 +379,13 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
     if (fsize - hexpect > expect)
         IMRT_FAIL(IMRT_ERR_FORMAT, "%s has %llu trailing bytes after the dij", path,
                   (unsigned long long)(fsize - hexpect - expect));
-    const uint64_t need = imrt_dij_bytes(nrows, ncols, nnz, nbeams);
+    if ((int64_t)nvirt > IMRT_DIJ_MAX_MAP_NODES)
+        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: %d scatter-map columns (at most %lld)", path, nvirt,
+                  (long long)IMRT_DIJ_MAX_MAP_NODES);
+    /* the maps add vectors of ncols + nvirt doubles to every product: a few
+     * of them count against the budget with the arrays */
+    const uint64_t need = imrt_dij_bytes(nrows, ncols, nnz, nbeams) +
+                          (uint64_t)nvirt * 4u * sizeof(double);
     if (max_bytes > 0 && need > max_bytes)
         IMRT_FAIL(IMRT_ERR_BUDGET, "%s: the dij needs %.1f MiB but the memory budget is %.1f MiB "
                   "(--max-memory)", path, (double)need / 1048576.0,

@@ -88,9 +88,15 @@ imrt_status imrt_dij_smap_check(const imrt_dij *d)
             return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d has an invalid origin, "
                               "pitch or sigma levels (h %g mm, s0 %g mm, ln ratio %g)", b, m->h,
                               m->s0, m->ln_ratio);
-        next += (int64_t)m->np * m->nq * m->nk;
-        if (next > INT32_MAX)
-            return imrt_error(IMRT_ERR_FORMAT, "scatter maps need more than 2^31 columns");
+        const int64_t nodes = (int64_t)m->np * m->nq * m->nk;
+        if (nodes > IMRT_DIJ_MAX_MAP_NODES_BEAM)
+            return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d has %lld nodes (at most "
+                              "%lld per beam)", b, (long long)nodes,
+                              (long long)IMRT_DIJ_MAX_MAP_NODES_BEAM);
+        next += nodes;
+        if (next - d->ncols > IMRT_DIJ_MAX_MAP_NODES)
+            return imrt_error(IMRT_ERR_FORMAT, "scatter maps hold more than %lld nodes",
+                              (long long)IMRT_DIJ_MAX_MAP_NODES);
     }
     if (next != (int64_t)d->ncols + d->nvirt)
         return imrt_error(IMRT_ERR_FORMAT, "scatter maps hold %lld nodes, the dij says %d",
@@ -111,6 +117,7 @@ imrt_status imrt_dij_scatter_prepare(imrt_dij *d)
     if (!(d->beamlet_mm > 0.0) || !d->bixel_uv || !d->beam_start)
         IMRT_FAIL(IMRT_ERR_FORMAT, "dij with scatter maps needs beamlet positions and a pitch");
     const double w = d->beamlet_mm;
+    int64_t tables = 0;
     IMRT_ALLOC(s, 1);
     s->nbeams = d->nbeams;
     IMRT_ALLOC(s->b, d->nbeams);
@@ -143,6 +150,11 @@ imrt_status imrt_dij_scatter_prepare(imrt_dij *d)
             B->cell[j - j0] = iu + B->nu * iv;
         }
         const int64_t nu_ = IMRT_MAX(B->nu, 1), nv_ = IMRT_MAX(B->nv, 1);
+        tables += 2 * (int64_t)m->nk * (m->np * nu_ + m->nq * nv_);
+        if (tables > IMRT_DIJ_MAX_MAP_NODES)
+            IMRT_FAIL(IMRT_ERR_FORMAT, "scatter-map tables of %lld values (beam %d; at most %lld): "
+                      "the maps do not fit the beamlets", (long long)tables, b,
+                      (long long)IMRT_DIJ_MAX_MAP_NODES);
         IMRT_ALLOC(B->gu, (int64_t)m->nk * m->np * nu_);
         IMRT_ALLOC(B->gv, (int64_t)m->nk * m->nq * nv_);
         IMRT_ALLOC(B->gu2, (int64_t)m->nk * m->np * nu_);
@@ -172,18 +184,32 @@ cleanup:
     return status;
 }
 
+/* The common start of expand and contract: checks, the beamlet part copied
+ * (in -> out), and the tables, or NULL when nothing is left to do (*st:
+ * IMRT_OK, or the error). */
+static const imrt_dij_scatter *scatter_begin(const imrt_dij *d, const double *in, double *out,
+                                             const char *fn, imrt_status *st)
+{
+    *st = IMRT_OK;
+    if (!d || !in || !out) {
+        *st = imrt_error(IMRT_ERR_ARG, "%s: NULL argument", fn);
+        return NULL;
+    }
+    if (out != in)
+        memmove(out, in, (size_t)d->ncols * sizeof *out);
+    if (d->nvirt <= 0)
+        return NULL;
+    if (!d->scatter)
+        *st = imrt_error(IMRT_ERR_ARG, "%s: scatter maps not prepared", fn);
+    return d->scatter;
+}
+
 imrt_status imrt_dij_expand(const imrt_dij *d, int threads, const double *x, double *xe)
 {
-    if (!d || !x || !xe)
-        return imrt_error(IMRT_ERR_ARG, "imrt_dij_expand: NULL argument");
-    const int32_t n = d->ncols;
-    if (xe != x)
-        memcpy(xe, x, (size_t)n * sizeof *xe);
-    if (d->nvirt <= 0)
-        return IMRT_OK;
-    if (!d->scatter)
-        return imrt_error(IMRT_ERR_ARG, "imrt_dij_expand: scatter maps not prepared");
-    const imrt_dij_scatter *s = d->scatter;
+    imrt_status st;
+    const imrt_dij_scatter *s = scatter_begin(d, x, xe, "imrt_dij_expand", &st);
+    if (!s)
+        return st;
     int ntask = 0;
     for (int b = 0; b < d->nbeams; b++)
         ntask += d->smap[b].nk;
@@ -247,16 +273,10 @@ imrt_status imrt_dij_expand(const imrt_dij *d, int threads, const double *x, dou
 imrt_status imrt_dij_contract(const imrt_dij *d, int threads, const double *ge, double *g,
                               int squared)
 {
-    if (!d || !ge || !g)
-        return imrt_error(IMRT_ERR_ARG, "imrt_dij_contract: NULL argument");
-    const int32_t n = d->ncols;
-    if (g != ge)
-        memmove(g, ge, (size_t)n * sizeof *g);
-    if (d->nvirt <= 0)
-        return IMRT_OK;
-    if (!d->scatter)
-        return imrt_error(IMRT_ERR_ARG, "imrt_dij_contract: scatter maps not prepared");
-    const imrt_dij_scatter *s = d->scatter;
+    imrt_status st;
+    const imrt_dij_scatter *s = scatter_begin(d, ge, g, "imrt_dij_contract", &st);
+    if (!s)
+        return st;
     const int nt = IMRT_MIN(threads > 0 ? threads : omp_get_max_threads(), d->nbeams);
     double *scratch = imrt_malloc((size_t)nt * (size_t)s->scratch * sizeof *scratch);
     if (!scratch)

@@ -658,6 +658,13 @@ static void test_scatter_maps(void **state)
     assert_memory_equal(da, db, (size_t)imrt_grid_nvox(&d->grid) * sizeof *da);
     e->smap[1].np += 1;
     assert_int_equal(imrt_dij_validate(e), IMRT_ERR_FORMAT);
+    /* a map a file could use to ask for gigabytes: refused before any allocation */
+    e->smap[1].np -= 1;
+    e->smap[0].np = 4096;
+    e->smap[0].nq = 4096;
+    assert_int_equal(imrt_dij_validate(e), IMRT_ERR_FORMAT);
+    if (!strstr(imrt_last_error(), "nodes"))
+        fail_msg("message '%s' does not name the node limit", imrt_last_error());
     imrt_dij_destroy(&e);
     free(da);
     free(db);

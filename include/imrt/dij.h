@@ -58,6 +58,11 @@ typedef struct {
     double s0, ln_ratio;  /* sigma of level 0 (mm) and ln(s_{k+1} / s_k) > 0 */
 } imrt_dij_smap;
 
+/* Limits on the maps of a dij (a file cannot ask for more): nodes per beam
+ * and in all; the derived tables are held to the same total. */
+#define IMRT_DIJ_MAX_MAP_NODES_BEAM ((int64_t)1 << 24)
+#define IMRT_DIJ_MAX_MAP_NODES ((int64_t)1 << 26)
+
 /* Tables derived from the maps (engine/scatter.c); private. */
 typedef struct imrt_dij_scatter imrt_dij_scatter;
 

@@ -5,7 +5,8 @@
  * Input layout: one control byte, then the file. The file carries two
  * CRC-32 checksums, which random mutations almost never keep right, so the
  * control byte lets the fuzzer ask for them to be recomputed before the
- * read: bit 0 the payload checksum, bit 1 the header checksum. Without
+ * read: bit 0 the payload checksum, bit 1 the header checksum (at the
+ * offsets of the file's format version, 1 or 2). Without
  * them the checksum tests themselves are fuzzed. A dij that loads must
  * validate and must give a dose product (imrt_dij_dose) without touching
  * memory outside its arrays; the product is skipped for dose grids of
@@ -20,9 +21,12 @@
 #include <string.h>
 #include <zlib.h>
 
+/* version 1 layout; version 2 adds 8 header bytes (the map-column count)
+ * before the payload size, so its checksums sit 8 bytes later */
 #define HEADER_BYTES 124u
 #define PAYLOAD_CRC_AT 116u
 #define HEADER_CRC_AT 120u
+#define V2_SHIFT 8u
 #define BUDGET_BYTES (256u << 20)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -45,12 +49,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!buf)
         abort();
     memcpy(buf, data + 1, n);
-    if (n >= HEADER_BYTES) {
+    const unsigned sh = n >= 12 && buf[8] == 2 && !buf[9] && !buf[10] && !buf[11] ? V2_SHIFT : 0;
+    if (n >= HEADER_BYTES + sh) {
         if (flags & 1u)
-            put32(buf + PAYLOAD_CRC_AT,
-                  (uint32_t)crc32(0, buf + HEADER_BYTES, (uInt)(n - HEADER_BYTES)));
+            put32(buf + PAYLOAD_CRC_AT + sh,
+                  (uint32_t)crc32(0, buf + HEADER_BYTES + sh, (uInt)(n - HEADER_BYTES - sh)));
         if (flags & 2u)
-            put32(buf + HEADER_CRC_AT, (uint32_t)crc32(0, buf, HEADER_CRC_AT));
+            put32(buf + HEADER_CRC_AT + sh, (uint32_t)crc32(0, buf, HEADER_CRC_AT + sh));
     }
     if (fuzz_memfile_set(&file, buf, n) != 0)
         abort();

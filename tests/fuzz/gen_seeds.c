@@ -140,6 +140,46 @@ static void dij_seeds(const char *dir)
     snprintf(path, sizeof path, "%s/dij/seed_small_crc.bin", dir);
     dij_seed(d, path, 0);
     imrt_dij_destroy(&d);
+    /* format version 2: the same rows with scatter-map entries (two beams,
+     * 2 x 2 x 2 nodes each: columns 4..19) after the beamlet entries */
+    CHECK(imrt_dij_alloc(&g, 5, 4, 9 + 5 * 8, 2, &d));
+    {
+        int64_t e = 0;
+        for (int r = 0; r < 5; r++) {
+            d->voxel[r] = voxel[r];
+            d->rowptr[r] = e;
+            for (int64_t k = rowptr[r]; k < rowptr[r + 1]; k++) {
+                d->col[e] = col[k];
+                d->val[e++] = 0.01f * (float)(k + 1);
+            }
+            for (int c = 0; c < 8; c++) {
+                d->col[e] = 4 + 8 * (r % 2) + c;
+                d->val[e++] = 0.001f * (float)(c + 1);
+            }
+        }
+        d->rowptr[5] = e;
+    }
+    d->beam_start[0] = 0;
+    d->beam_start[1] = 2;
+    d->beam_start[2] = 4;
+    d->beamlet_mm = 5.0;
+    for (int j = 0; j < 4; j++) {
+        d->bixel_uv[2 * j] = 5.0f * (float)j;
+        d->bixel_uv[2 * j + 1] = 0.0f;
+    }
+    d->nvirt = 16;
+    d->smap = calloc(2, sizeof *d->smap);
+    if (!d->smap)
+        exit(1);
+    for (int b = 0; b < 2; b++) {
+        d->smap[b] = (imrt_dij_smap){.first = 4 + 8 * b, .np = 2, .nq = 2, .nk = 2, .u0 = -20,
+                                     .v0 = -20, .h = 40, .s0 = 30, .ln_ratio = 0.5};
+        snprintf(d->beams[b].name, sizeof d->beams[b].name, "G%03d", 90 * b);
+    }
+    CHECK(imrt_dij_scatter_prepare(d));
+    snprintf(path, sizeof path, "%s/dij/seed_maps.bin", dir);
+    dij_seed(d, path, 3);
+    imrt_dij_destroy(&d);
     CHECK(imrt_dij_alloc(&g, 0, 0, 0, 0, &d)); /* an empty dij */
     d->beamlet_mm = 5.0;
     snprintf(path, sizeof path, "%s/dij/seed_empty.bin", dir);
