@@ -47,8 +47,10 @@ typedef struct {
     double sigma_s1;        /* its growth per mm of depth */
     double a0;              /* scatter fraction at the surface */
     double a1;              /* its growth per mm of depth, 1/mm */
-    double scatter_radius;  /* default coupling half-width of the dij, mm at the
-                               isocentre plane (see imrt/dose.h); 0 = none */
+    double scatter_radius;  /* default coupling half-width of the folded model (direct
+                               dose with a cut-off, dijs built with scatter_maps = 0),
+                               mm at the isocentre plane (see imrt/dose.h); 0 = none.
+                               Dijs with scatter maps use IMRT_PRIMARY_WINDOW_MM */
     /* Derived by imrt_machine_normalise (not free parameters): */
     double norm;            /* N, Gy per unit weight */
     double dmax;            /* depth of maximum dose of the 100 x 100 mm^2 reference field, mm */
