@@ -201,7 +201,8 @@ int imrt_cmd_dose(int argc, char **argv)
         "                   beamNN_profile_{u,v}_dDDD.csv at d_max, 50, 100, 200 mm depth\n"
         "  --weights FILE   one weight per beamlet (white space or commas); default all 1\n"
         "  --machine FILE   machine description (JSON) instead of the generic 6 MV beam\n"
-        "  --cutoff         use the dij's lateral cut-off (default: none, the exact model)\n"
+        "  --cutoff         the folded cut-off model (primary 1e-3, 20 mm window, far dose folded;\n"
+        "                   exact for a uniform fluence) instead of the exact model (default)\n"
         "  --max-memory SIZE  memory budget, e.g. 8G (default: 70% of physical memory);\n"
         "                   phantom and dose grid over it are refused before allocating\n";
     enum { OPT_WEIGHTS = OPT_FIRST_LOCAL, OPT_MACHINE, OPT_CUTOFF };
@@ -308,7 +309,7 @@ int imrt_cmd_dose(int argc, char **argv)
         if (!c.quiet)
             fprintf(stderr, "imrt dose: %d x %d x %d dose grid, %d beams, %d beamlets%s\n",
                     dph->grid.nx, dph->grid.ny, dph->grid.nz, bs->nbeams, bs->nbeamlets,
-                    use_cutoff ? " (dij cut-off)" : "");
+                    use_cutoff ? " (folded cut-off model)" : "");
         st = imrt_dose_compute(ctx, dph, bs, &m, &o, w, NULL, dose);
     }
     /* every file goes to a staging folder renamed into place at the end, so
