@@ -15,6 +15,7 @@
 #include "imrt/dose.h"
 #include "imrt/raytrace.h"
 #include "pencilbeam_impl.h"
+#include "raytrace_impl.h"
 #include "util_impl.h"
 
 #include <math.h>
@@ -514,7 +515,7 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
     build_state s;
     imrt_dij *d = NULL;
     float *depth = NULL;
-    double *work = NULL, *vals = NULL;
+    double *work = NULL, *vals = NULL, *geo = NULL;
     int64_t *bounds = NULL;
     if (!out)
         return imrt_error(IMRT_ERR_ARG, "imrt_dij_build: out is NULL");
@@ -561,9 +562,11 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
     /* Radiological depth of every row voxel, beam by beam (about a fifth of the work). */
     const double depth_share = 0.2;
     IMRT_ALLOC(depth, IMRT_MAX((int64_t)bs->nbeams * nloc, (int64_t)1));
+    imrt_density_bounds dbounds; /* the same for every beam */
+    imrt_density_bounds_find(&ph->grid, ph->density, &dbounds);
     for (int b = 0; b < bs->nbeams && nloc > 0; b++) {
-        IMRT_TRY(imrt_depth_cube(ctx, &ph->grid, ph->density, bs->beams[b].src, d->voxel + r0,
-                                 nloc, depth + (int64_t)b * nloc));
+        IMRT_TRY(imrt_depth_cube_bounded(ctx, &ph->grid, ph->density, &dbounds, bs->beams[b].src,
+                                         d->voxel + r0, nloc, depth + (int64_t)b * nloc));
         imrt_context_progress(ctx, "dij", depth_share * (b + 1) / bs->nbeams);
     }
 
@@ -581,6 +584,7 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
     }
     IMRT_ALLOC(work, work_size * s.threads);
     IMRT_ALLOC(vals, max_cells * s.threads);
+    IMRT_ALLOC(geo, IMRT_MAX(4 * (int64_t)bs->nbeams, 1) * s.threads);
     const imrt_fspb_row_fn kernel = imrt_fspb_kernel(ctx);
     const int64_t nchunks = IMRT_MIN((int64_t)64, nloc / 2048 + 1);
     int mismatch = 0;
@@ -591,26 +595,28 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
             const int tid = omp_get_thread_num();
             double *my_work = work + work_size * tid;
             double *my_val = vals + max_cells * tid;
+            double *my_geo = geo + 4 * (int64_t)bs->nbeams * tid;
 #pragma omp for schedule(dynamic, 256)
             for (int64_t r = c0; r < c1; r++) {
                 double c[3];
                 voxel_center(&ph->grid, d->voxel[r], c);
                 int64_t pos = d->rowptr[r], end = d->rowptr[r + 1];
-                if (maps) {
-                    /* map entries go after every primary entry of the row */
-                    int nfront = 0;
-                    for (int b = 0; b < bs->nbeams; b++) {
-                        double u, v, scale;
-                        nfront += s.B[b].beam->count > 0 &&
-                                  imrt_fspb_geometry(s.B[b].beam, c, &u, &v, &scale);
-                    }
-                    end -= (int64_t)IMRT_SMAP_ENTRIES * nfront;
+                /* the voxel's projection in every beam, once; the map
+                 * entries go after every primary entry of the row */
+                int nfront = 0;
+                for (int b = 0; b < bs->nbeams; b++) {
+                    double *gb = my_geo + 4 * b;
+                    gb[3] = imrt_fspb_geometry(s.B[b].beam, c, &gb[0], &gb[1], &gb[2]);
+                    nfront += gb[3] != 0.0 && s.B[b].beam->count > 0;
                 }
+                if (maps)
+                    end -= (int64_t)IMRT_SMAP_ENTRIES * nfront;
                 int64_t spos = end;
                 for (int b = 0; b < bs->nbeams; b++) {
-                    double u, v, scale;
-                    if (!imrt_fspb_geometry(s.B[b].beam, c, &u, &v, &scale))
+                    const double *gb = my_geo + 4 * b;
+                    if (gb[3] == 0.0)
                         continue;
+                    const double u = gb[0], v = gb[1], scale = gb[2];
                     imrt_fspb_point P;
                     imrt_fspb_physics(&s.m, &s.cut, bs->beamlet_mm, u, v, scale,
                                       (double)depth[(int64_t)b * nloc + (r - r0)], &P);
@@ -655,6 +661,7 @@ cleanup:
     imrt_free(bounds);
     imrt_free(work);
     imrt_free(vals);
+    imrt_free(geo);
     build_free(&s);
     imrt_dij_destroy(&d);
     return status;

@@ -713,6 +713,9 @@ cleanup:
     return status;
 }
 
+/* Pictures write_pictures makes: the DVH plot, then both plans in three planes. */
+#define PICTURES_BEFORE_FLUENCE (1 + 2 * 3)
+
 /* The DVH table, its plot and the dose pictures (paths and captions go to J). */
 static imrt_status write_pictures(write_job *J)
 {
@@ -824,8 +827,8 @@ imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
 #pragma omp section
             {
                 st[0] = write_volumes(&J);
-                if (st[0] == IMRT_OK) /* after the 7 pictures of the other half */
-                    st[0] = write_fluence(&J, 7, &nflu);
+                if (st[0] == IMRT_OK) /* after the other half's pictures */
+                    st[0] = write_fluence(&J, PICTURES_BEFORE_FLUENCE, &nflu);
                 if (st[0] != IMRT_OK)
                     snprintf(msg[0], sizeof msg[0], "%s", imrt_last_error());
             }
@@ -839,9 +842,9 @@ imrt_status imrt_run_write(imrt_run *run, const char *dir, int force)
         for (int q = 0; q < 2; q++)
             if (st[q] != IMRT_OK)
                 IMRT_FAIL(st[q], "%s", msg[q]);
-        if (J.nimg != 7)
+        if (J.nimg != PICTURES_BEFORE_FLUENCE)
             IMRT_FAIL(IMRT_ERR_INTERNAL, "output folder: %d pictures before the fluence maps, "
-                      "expected 7", J.nimg);
+                      "expected %d", J.nimg, PICTURES_BEFORE_FLUENCE);
         nimg = J.nimg + nflu;
     }
 

@@ -11,6 +11,7 @@
  */
 #include "imrt/raytrace.h"
 
+#include "raytrace_impl.h"
 #include "util_impl.h"
 
 #include <math.h>
@@ -296,13 +297,30 @@ static double depth_split(const imrt_grid *g, const float *density, const double
     return d;
 }
 
+void imrt_density_bounds_find(const imrt_grid *g, const float *density, imrt_density_bounds *b)
+{
+    b->any = density_box(g, density, b->box, &b->bg);
+}
+
 imrt_status imrt_depth_cube(const imrt_context *ctx, const imrt_grid *g, const float *density,
                             const double src[3], const int64_t *voxels, int64_t nvoxels,
                             float *depth)
 {
+    if (!g || !density)
+        return imrt_error(IMRT_ERR_ARG, "imrt_depth_cube: NULL argument or negative count");
+    imrt_density_bounds b;
+    imrt_density_bounds_find(g, density, &b);
+    return imrt_depth_cube_bounded(ctx, g, density, &b, src, voxels, nvoxels, depth);
+}
+
+imrt_status imrt_depth_cube_bounded(const imrt_context *ctx, const imrt_grid *g,
+                                    const float *density, const imrt_density_bounds *b,
+                                    const double src[3], const int64_t *voxels,
+                                    int64_t nvoxels, float *depth)
+{
     imrt_status status = IMRT_OK;
     imrt_ray_segment *segs = NULL;
-    if (!g || !density || !src || !depth || nvoxels < 0)
+    if (!g || !density || !b || !src || !depth || nvoxels < 0)
         return imrt_error(IMRT_ERR_ARG, "imrt_depth_cube: NULL argument or negative count");
     const int64_t n = voxels ? nvoxels : imrt_grid_nvox(g);
     const int threads = ctx ? imrt_context_threads(ctx) : omp_get_max_threads();
@@ -310,11 +328,7 @@ imrt_status imrt_depth_cube(const imrt_context *ctx, const imrt_grid *g, const f
     const int64_t cap = imrt_raytrace_capacity(g);
     if (reference)
         IMRT_ALLOC(segs, cap * threads);
-    /* the optimised kernel walks only the box holding non-zero densities
-     * (the air around a patient or a phantom adds nothing) */
-    int box[6];
-    float bg = 0.0f;
-    const int any = density_box(g, density, box, &bg);
+    /* the optimised kernel walks only the box of non-background densities */
 #pragma omp parallel num_threads(threads)
     {
         imrt_ray_segment *my = segs ? segs + cap * omp_get_thread_num() : NULL;
@@ -332,7 +346,7 @@ imrt_status imrt_depth_cube(const imrt_context *ctx, const imrt_grid *g, const f
                 for (int64_t s = 0; s < ns; s++)
                     d += (double)density[my[s].voxel] * my[s].length;
             } else {
-                d = depth_split(g, density, src, c, any, box, bg);
+                d = depth_split(g, density, src, c, b->any, b->box, b->bg);
             }
             depth[q] = (float)d;
         }

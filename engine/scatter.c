@@ -204,6 +204,14 @@ static const imrt_dij_scatter *scatter_begin(const imrt_dij *d, const double *in
     return d->scatter;
 }
 
+/* Scratch for a team working on ntask tasks: *nt threads (at most the
+ * tasks) of s->scratch doubles each; NULL when out of memory. */
+static double *scatter_scratch(const imrt_dij_scatter *s, int threads, int ntask, int *nt)
+{
+    *nt = IMRT_MAX(1, IMRT_MIN(threads > 0 ? threads : omp_get_max_threads(), ntask));
+    return imrt_malloc((size_t)*nt * (size_t)s->scratch * sizeof(double));
+}
+
 imrt_status imrt_dij_expand(const imrt_dij *d, int threads, const double *x, double *xe)
 {
     imrt_status st;
@@ -213,8 +221,8 @@ imrt_status imrt_dij_expand(const imrt_dij *d, int threads, const double *x, dou
     int ntask = 0;
     for (int b = 0; b < d->nbeams; b++)
         ntask += d->smap[b].nk;
-    const int nt = IMRT_MIN(threads > 0 ? threads : omp_get_max_threads(), ntask);
-    double *scratch = imrt_malloc((size_t)nt * (size_t)s->scratch * sizeof *scratch);
+    int nt;
+    double *scratch = scatter_scratch(s, threads, ntask, &nt);
     if (!scratch)
         return imrt_error(IMRT_ERR_NOMEM, "no memory for the scatter-map scratch");
 #pragma omp parallel num_threads(nt)
@@ -277,8 +285,8 @@ imrt_status imrt_dij_contract(const imrt_dij *d, int threads, const double *ge, 
     const imrt_dij_scatter *s = scatter_begin(d, ge, g, "imrt_dij_contract", &st);
     if (!s)
         return st;
-    const int nt = IMRT_MIN(threads > 0 ? threads : omp_get_max_threads(), d->nbeams);
-    double *scratch = imrt_malloc((size_t)nt * (size_t)s->scratch * sizeof *scratch);
+    int nt;
+    double *scratch = scatter_scratch(s, threads, d->nbeams, &nt);
     if (!scratch)
         return imrt_error(IMRT_ERR_NOMEM, "no memory for the scatter-map scratch");
 #pragma omp parallel num_threads(nt)

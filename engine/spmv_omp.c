@@ -66,6 +66,14 @@ static inline uint64_t col_pair(const int32_t *restrict col, int64_t k)
 /* Dot product of row [k0, k1) with x: eight entries per step in four
  * two-lane partial sums (breaks the add latency chain); the summation order
  * depends only on the row, never on the thread count. */
+/* (s0 + s1) + (s2 + s3), then its two lanes: the four partial sums of a
+ * row's dot product, in the order both index widths use. */
+static inline double hsum4(__m128d s0, __m128d s1, __m128d s2, __m128d s3)
+{
+    const __m128d s = _mm_add_pd(_mm_add_pd(s0, s1), _mm_add_pd(s2, s3));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
 static inline double row_dot32(const float *restrict val, const int32_t *restrict col,
                                const double *restrict x, int64_t k0, int64_t k1)
 {
@@ -85,8 +93,7 @@ static inline double row_dot32(const float *restrict val, const int32_t *restric
         s2 = _mm_add_pd(s2, _mm_mul_pd(_mm_cvtps_pd(vb), x2));
         s3 = _mm_add_pd(s3, _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(vb, vb)), x3));
     }
-    const __m128d s = _mm_add_pd(_mm_add_pd(s0, s1), _mm_add_pd(s2, s3));
-    double r = _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+    double r = hsum4(s0, s1, s2, s3);
     for (; k < k1; k++)
         r += (double)val[k] * x[col[k]];
     return r;
@@ -143,8 +150,7 @@ static inline double row_dot16(const float *restrict val, const uint16_t *restri
         s2 = _mm_add_pd(s2, _mm_mul_pd(_mm_cvtps_pd(vb), x2));
         s3 = _mm_add_pd(s3, _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(vb, vb)), x3));
     }
-    const __m128d s = _mm_add_pd(_mm_add_pd(s0, s1), _mm_add_pd(s2, s3));
-    double r = _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+    double r = hsum4(s0, s1, s2, s3);
     for (; k < k1; k++)
         r += (double)val[k] * x[col[k]];
     return r;
