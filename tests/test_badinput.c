@@ -11,6 +11,7 @@
 #define _DEFAULT_SOURCE
 #include "imrt.h"
 
+#include "test_mat.h"
 #include "test_util.h"
 
 #include <dirent.h>
@@ -338,40 +339,10 @@ static int write_small_mat(const char *path, const double *ind, size_t nind, con
     double cube[24];
     for (int q = 0; q < 24; q++)
         cube[q] = 0.0;
-    size_t d3[3] = {3, 4, 2}, d11[2] = {1, 1};
-    const char *fields[] = {"cubeHU", "resolution"};
-    matvar_t *ct = Mat_VarCreateStruct("ct", 2, d11, fields, 2);
-    matvar_t *cell = Mat_VarCreate(NULL, MAT_C_CELL, MAT_T_CELL, 2, d11, NULL, 0);
-    Mat_VarSetCell(cell, 0, Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 3, d3, cube, 0));
-    Mat_VarSetStructFieldByName(ct, "cubeHU", 0, cell);
-    const char *rf[] = {"x", "y", "z"};
-    matvar_t *res = Mat_VarCreateStruct(NULL, 2, d11, rf, 3);
-    double r3[3] = {2.0, 3.0, 4.0};
-    for (int a = 0; a < 3; a++)
-        Mat_VarSetStructFieldByName(res, rf[a], 0,
-                                    Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d11,
-                                                  &r3[a], 0));
-    Mat_VarSetStructFieldByName(ct, "resolution", 0, res);
+    matvar_t *ct = imrt_test_mat_ct(cube);
     int rc = Mat_VarWrite(m, ct, MAT_COMPRESSION_NONE);
     Mat_VarFree(ct);
-    size_t d4[2] = {1, 4};
-    matvar_t *cst = Mat_VarCreate("cst", MAT_C_CELL, MAT_T_CELL, 2, d4, NULL, 0);
-    double zero = 0.0;
-    Mat_VarSetCell(cst, 0, Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d11, &zero, 0));
-    uint16_t nm[6] = {'M', 'a', 'r', 'k', 'e', 'r'};
-    size_t dn[2] = {1, 6};
-    Mat_VarSetCell(cst, 1, Mat_VarCreate(NULL, MAT_C_CHAR, MAT_T_UINT16, 2, dn, nm, 0));
-    uint16_t ty[16];
-    size_t tl = strlen(type);
-    for (size_t i = 0; i < tl && i < 16; i++)
-        ty[i] = (uint16_t)type[i];
-    size_t dt[2] = {1, tl};
-    Mat_VarSetCell(cst, 2, Mat_VarCreate(NULL, MAT_C_CHAR, MAT_T_UINT16, 2, dt, ty, 0));
-    size_t di[2] = {nind, 1};
-    matvar_t *ic = Mat_VarCreate(NULL, MAT_C_CELL, MAT_T_CELL, 2, d11, NULL, 0);
-    Mat_VarSetCell(ic, 0, Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, di,
-                                        (void *)(uintptr_t)ind, 0));
-    Mat_VarSetCell(cst, 3, ic);
+    matvar_t *cst = imrt_test_mat_cst(type, ind, nind);
     rc |= Mat_VarWrite(m, cst, MAT_COMPRESSION_NONE);
     Mat_VarFree(cst);
     Mat_Close(m);

@@ -11,6 +11,7 @@
 #include "imrt/phantom.h"
 #include "imrt/spec.h"
 
+#include "test_mat.h"
 #include "test_util.h"
 
 #include <matio.h>
@@ -353,39 +354,11 @@ static void write_small_mat(const char *path, const double *indices, size_t nind
             for (int c = 1; c <= 4; c++)
                 for (int r = 1; r <= 3; r++)
                     cube[(r - 1) + 3 * ((c - 1) + 4 * (s - 1))] = 100.0 * r + 10.0 * c + s;
-        size_t d3[3] = {3, 4, 2}, d11[2] = {1, 1};
-        const char *fields[] = {"cubeHU", "resolution"};
-        matvar_t *ct = Mat_VarCreateStruct("ct", 2, d11, fields, 2);
-        matvar_t *cell = Mat_VarCreate(NULL, MAT_C_CELL, MAT_T_CELL, 2, d11, NULL, 0);
-        Mat_VarSetCell(cell, 0, Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 3, d3, cube, 0));
-        Mat_VarSetStructFieldByName(ct, "cubeHU", 0, cell);
-        const char *rf[] = {"x", "y", "z"};
-        matvar_t *res = Mat_VarCreateStruct(NULL, 2, d11, rf, 3);
-        double rx = 2.0, ry = 3.0, rz = 4.0;
-        Mat_VarSetStructFieldByName(res, "x", 0, Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d11, &rx, 0));
-        Mat_VarSetStructFieldByName(res, "y", 0, Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d11, &ry, 0));
-        Mat_VarSetStructFieldByName(res, "z", 0, Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d11, &rz, 0));
-        Mat_VarSetStructFieldByName(ct, "resolution", 0, res);
+        matvar_t *ct = imrt_test_mat_ct(cube);
         assert_int_equal(Mat_VarWrite(m, ct, MAT_COMPRESSION_ZLIB), 0);
         Mat_VarFree(ct);
     }
-    size_t d6[2] = {1, 4}, d11[2] = {1, 1};
-    matvar_t *cst = Mat_VarCreate("cst", MAT_C_CELL, MAT_T_CELL, 2, d6, NULL, 0);
-    double zero = 0.0;
-    Mat_VarSetCell(cst, 0, Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d11, &zero, 0));
-    uint16_t nm[6] = {'M', 'a', 'r', 'k', 'e', 'r'};
-    size_t dn[2] = {1, 6};
-    Mat_VarSetCell(cst, 1, Mat_VarCreate(NULL, MAT_C_CHAR, MAT_T_UINT16, 2, dn, nm, 0));
-    uint16_t ty[6];
-    size_t tl = strlen(type);
-    for (size_t i = 0; i < tl; i++)
-        ty[i] = (uint16_t)type[i];
-    size_t dt[2] = {1, tl};
-    Mat_VarSetCell(cst, 2, Mat_VarCreate(NULL, MAT_C_CHAR, MAT_T_UINT16, 2, dt, ty, 0));
-    size_t di[2] = {nind, 1};
-    matvar_t *ic = Mat_VarCreate(NULL, MAT_C_CELL, MAT_T_CELL, 2, d11, NULL, 0);
-    Mat_VarSetCell(ic, 0, Mat_VarCreate(NULL, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, di, (void *)(uintptr_t)indices, 0));
-    Mat_VarSetCell(cst, 3, ic);
+    matvar_t *cst = imrt_test_mat_cst(type, indices, nind);
     assert_int_equal(Mat_VarWrite(m, cst, MAT_COMPRESSION_ZLIB), 0);
     Mat_VarFree(cst);
     Mat_Close(m);
