@@ -290,10 +290,13 @@ int imrt_cmd_dose(int argc, char **argv)
                                 1048576.0);
     }
     imrt_dose_options o;
-    if (use_cutoff)
+    if (use_cutoff) {
         imrt_dose_options_from_plan(plan, &o);
-    else
+    } else {
         imrt_dose_options_exact(&o);
+        if (plan) /* part of the plan's model */
+            o.lateral_cutoff_mm = plan->lateral_cutoff_mm;
+    }
     if (st == IMRT_OK && wpath) {
         w = imrt_calloc((size_t)bs->nbeamlets, sizeof *w);
         st = w ? read_weights(wpath, bs->nbeamlets, w)

@@ -212,10 +212,12 @@ typedef struct {
     int64_t nrows;
     int64_t *voxel;   /* nrows */
     int64_t *rowptr;  /* nrows + 1 */
+    double *cbox;     /* 4 per beam: u min, u max, v min, v max of the beamlet centres */
 } build_state;
 
 static void build_free(build_state *s)
 {
+    imrt_free(s->cbox);
     imrt_fspb_beams_free(&s->B, s->nbeams);
     imrt_free(s->voxel);
     imrt_free(s->rowptr);
@@ -226,6 +228,20 @@ static void voxel_center(const imrt_grid *g, int64_t v, double c[3])
     int i, j, k;
     imrt_grid_ijk(g, v, &i, &j, &k);
     imrt_grid_center(g, i, j, k, c);
+}
+
+/* Whether beam b can give dose at projection (u, v): always without a
+ * lateral cut-off; with one, when (u, v) lies within the cut-off of the
+ * box of the beam's beamlet centres (a superset of the points within the
+ * cut-off of some beamlet). Rows get entries of beam b only where it does. */
+static int beam_reaches(const build_state *s, int b, double u, double v)
+{
+    if (isinf(s->cut.lateral))
+        return 1;
+    const double *c = s->cbox + 4 * b;
+    const double du = fmax(fmax(c[0] - u, u - c[1]), 0.0);
+    const double dv = fmax(fmax(c[2] - v, v - c[3]), 0.0);
+    return du * du + dv * dv <= s->cut.lateral * s->cut.lateral;
 }
 
 /* Rows, per-beam tables and the exact row pointers (count pass). */
@@ -244,6 +260,9 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
         imrt_machine_default(&s->m);
     IMRT_TRY(imrt_machine_normalise(&s->m));
     IMRT_TRY(imrt_fspb_resolve(&s->m, opt, &s->cut));
+    if (!isinf(s->cut.lateral) && !s->cut.maps)
+        return imrt_error(IMRT_ERR_ARG, "dij: a lateral cut-off (%g mm) needs the scatter maps "
+                          "(scatter_maps = 1 and a finite scatter radius)", s->cut.lateral);
     s->threads = ctx ? imrt_context_threads(ctx) : omp_get_max_threads();
     const imrt_grid *g = &ph->grid;
     const int64_t nvox = imrt_grid_nvox(g);
@@ -269,6 +288,21 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
     }
     s->nbeams = bs->nbeams;
     IMRT_TRY(imrt_fspb_beams_create(bs, &s->B));
+    IMRT_ALLOC(s->cbox, 4 * (int64_t)IMRT_MAX(bs->nbeams, 1));
+    for (int b = 0; b < bs->nbeams; b++) {
+        const imrt_beam *bm = &bs->beams[b];
+        double *c = s->cbox + 4 * b;
+        c[0] = c[2] = INFINITY;
+        c[1] = c[3] = -INFINITY;
+        for (int iv = 0; iv < bm->nv; iv++)
+            for (int iu = 0; iu < bm->nu; iu++)
+                if (bm->cell[iu + (int64_t)bm->nu * iv] >= 0) {
+                    c[0] = fmin(c[0], bm->u0 + iu * bs->beamlet_mm);
+                    c[1] = fmax(c[1], bm->u0 + iu * bs->beamlet_mm);
+                    c[2] = fmin(c[2], bm->v0 + iv * bs->beamlet_mm);
+                    c[3] = fmax(c[3], bm->v0 + iv * bs->beamlet_mm);
+                }
+    }
     const double R = s->cut.radius;
     const int maps = s->cut.maps;
     const imrt_fspb_beam *B = s->B;
@@ -287,7 +321,7 @@ static imrt_status build_prepare(const imrt_context *ctx, const imrt_phantom *ph
         int64_t n = 0;
         for (int b = 0; b < nb; b++) {
             double u, v, scale;
-            if (imrt_fspb_geometry(B[b].beam, c, &u, &v, &scale)) {
+            if (imrt_fspb_geometry(B[b].beam, c, &u, &v, &scale) && beam_reaches(s, b, u, v)) {
                 const int64_t k = imrt_fspb_count(&B[b], u, v, R);
                 n += k + (maps && k > 0 ? IMRT_SMAP_ENTRIES : 0);
             }
@@ -427,7 +461,9 @@ static imrt_status smap_layout(const imrt_context *ctx, const build_state *s,
             voxel_center(&ph->grid, voxel[r], c);
             for (int b = 0; b < nb; b++) {
                 double u, v, scale;
-                if (s->B[b].beam->count < 1 || !imrt_fspb_geometry(s->B[b].beam, c, &u, &v, &scale))
+                if (s->B[b].beam->count < 1 ||
+                    !imrt_fspb_geometry(s->B[b].beam, c, &u, &v, &scale) ||
+                    !beam_reaches(s, b, u, v))
                     continue;
                 const double z = (double)depth[(int64_t)b * nloc + (r - r0)];
                 const double sg = imrt_machine_sigma_s(&s->m, z) * scale;
@@ -484,6 +520,7 @@ static imrt_status smap_layout(const imrt_context *ctx, const build_state *s,
             IMRT_FAIL(IMRT_ERR_RANGE, "beam %d's scatter map would need %d x %d nodes and %d "
                       "levels (at most 4096 x 4096 x 256): raise the map pitch or ratio", b,
                       (int)m->np, (int)m->nq, (int)m->nk);
+        m->cutoff = isinf(s->cut.lateral) ? 0.0 : s->cut.lateral;
         m->first = (int32_t)next;
         const int64_t nodes = (int64_t)m->np * m->nq * m->nk;
         next += nodes;
@@ -606,7 +643,8 @@ imrt_status imrt_dij_build_held(const imrt_context *ctx, uint64_t held, const im
                 int nfront = 0;
                 for (int b = 0; b < bs->nbeams; b++) {
                     double *gb = my_geo + 4 * b;
-                    gb[3] = imrt_fspb_geometry(s.B[b].beam, c, &gb[0], &gb[1], &gb[2]);
+                    gb[3] = imrt_fspb_geometry(s.B[b].beam, c, &gb[0], &gb[1], &gb[2]) &&
+                            beam_reaches(&s, b, gb[0], gb[1]);
                     nfront += gb[3] != 0.0 && s.B[b].beam->count > 0;
                 }
                 if (maps)

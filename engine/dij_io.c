@@ -19,8 +19,10 @@
 
 #define DIJ_MAGIC "IMRTDIJ"        /* 7 characters + NUL = 8 bytes */
 #define DIJ_HEADER_BYTES 124u     /* version 1 */
-#define DIJ_HEADER_BYTES_V2 132u  /* version 2: + i32 nvirt, i32 reserved */
+#define DIJ_HEADER_BYTES_V2 132u  /* versions 2 and 3: + i32 nvirt, i32 reserved (version 2,
+                                     0) or the maps' lateral cut-off in um (version 3) */
 #define DIJ_BEAM_BYTES 104u        /* char[64] name + 5 doubles */
+#define IMRT_LATERAL_CUTOFF_MAX_UM 10000000 /* 10 m: far beyond any field */
 #define DIJ_SMAP_BYTES 56u         /* 4 x i32 (first, np, nq, nk) + 5 doubles */
 
 /* ---- little-endian packing ---------------------------------------------- */
@@ -176,7 +178,8 @@ static void pack_header(const imrt_dij *d, int version_, uint64_t payload_bytes,
     put(&p, &d->nnz, 8);
     put(&p, &d->beamlet_mm, 8);
     if (version >= 2) {
-        const int32_t v2[2] = {d->nvirt, 0};
+        const int32_t v2[2] = {d->nvirt,
+                               version >= 3 ? (int32_t)lround(d->smap[0].cutoff * 1000.0) : 0};
         put(&p, v2, 8);
     }
     put(&p, &payload_bytes, 8);
@@ -223,8 +226,15 @@ imrt_status imrt_dij_save(const imrt_dij *d, const char *path)
     if (!host_is_little_endian())
         return imrt_error(IMRT_ERR_UNSUPPORTED, "dij files are little-endian; this host is not");
     IMRT_TRY(imrt_dij_validate(d));
-    /* version 1 while there are no scatter maps, so older readers keep working */
-    const int version = d->nvirt > 0 ? IMRT_DIJ_FORMAT_VERSION : 1;
+    /* the oldest version that holds the dij, so older readers keep working:
+     * 1 without scatter maps, 2 with maps without a lateral cut-off */
+    const double cut_mm = d->nvirt > 0 && d->smap ? d->smap[0].cutoff : 0.0;
+    const int version = d->nvirt <= 0 ? 1 : cut_mm > 0.0 ? IMRT_DIJ_FORMAT_VERSION : 2;
+    if (version == 3 && !(cut_mm <= IMRT_LATERAL_CUTOFF_MAX_UM / 1000.0 &&
+                          fabs(cut_mm * 1000.0 - round(cut_mm * 1000.0)) < 1e-6))
+        IMRT_FAIL(IMRT_ERR_ARG, "imrt_dij_save: the maps' lateral cut-off %.9g mm is not a "
+                  "whole number of micrometres up to %g mm", cut_mm,
+                  IMRT_LATERAL_CUTOFF_MAX_UM / 1000.0);
     IMRT_ALLOC(beams_buf, (uint64_t)d->nbeams * DIJ_BEAM_BYTES + 1);
     IMRT_ALLOC(smap_buf, (uint64_t)d->nbeams * DIJ_SMAP_BYTES + 1);
     pack_beams(d, beams_buf);
@@ -327,8 +337,8 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
         get(&p, &version, 4);
         get(&p, &hbytes, 4);
     }
-    if (have >= 16 && version != 1 && version != IMRT_DIJ_FORMAT_VERSION)
-        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: dij format version %u; this build reads versions 1 and "
+    if (have >= 16 && (version < 1 || version > IMRT_DIJ_FORMAT_VERSION))
+        IMRT_FAIL(IMRT_ERR_FORMAT, "%s: dij format version %u; this build reads versions 1 to "
                   "%d", path, version, IMRT_DIJ_FORMAT_VERSION);
     const uint32_t hexpect = version >= 2 ? DIJ_HEADER_BYTES_V2 : DIJ_HEADER_BYTES;
     if (fsize < hexpect)
@@ -365,7 +375,9 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
     }
     if (nrows < 0 || nrows > imrt_grid_nvox(&g) || ncols < 0 || nbeams < 0 ||
         nbeams > IMRT_MAX(ncols, 0) || nnz < 0 || !isfinite(beamlet_mm) || nvirt < 0 ||
-        reserved != 0 || (int64_t)ncols + nvirt > INT32_MAX || (version >= 2 && nbeams < 1))
+        (version == 2 && reserved != 0) ||
+        (version >= 3 && (reserved < 1 || reserved > IMRT_LATERAL_CUTOFF_MAX_UM || nvirt < 1)) ||
+        (int64_t)ncols + nvirt > INT32_MAX || (version >= 2 && nbeams < 1))
         IMRT_FAIL(IMRT_ERR_FORMAT, "%s: inconsistent dij sizes (rows %lld, columns %d, map "
                   "columns %d, beams %d, entries %lld)", path, (long long)nrows, ncols, nvirt,
                   nbeams, (long long)nnz);
@@ -417,6 +429,8 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
     if (version >= 2 && nvirt > 0) {
         IMRT_ALLOC(d->smap, nbeams);
         unpack_smaps(d, smap_buf);
+        for (int b = 0; b < nbeams; b++)
+            d->smap[b].cutoff = version >= 3 ? reserved / 1000.0 : 0.0;
         d->nvirt = nvirt;
     }
     imrt_status vs = imrt_dij_validate(d);

@@ -215,7 +215,9 @@ int64_t imrt_fspb_row_tab(const imrt_fspb_beam *B, const imrt_fspb_point *P, dou
     if (imrt_fspb_window(B, P->u, P->v, P->R, &ju0, &ju1, &jv0, &jv1) == 0)
         return 0;
     const double cp = P->pre * (1.0 - P->a), cs = P->pre * P->a;
-    const int fold = ju0 > 0 || jv0 > 0 || ju1 < b->nu - 1 || jv1 < b->nv - 1;
+    /* with a lateral cut-off the window holds every beamlet within it and
+     * nothing beyond is kept */
+    const int fold = isinf(P->rc) && (ju0 > 0 || jv0 > 0 || ju1 < b->nu - 1 || jv1 < b->nv - 1);
     /* Tables over the window, or over all cells when far cells are folded in. */
     const int tu0 = fold ? 0 : ju0, tu1 = fold ? b->nu - 1 : ju1;
     const int tv0 = fold ? 0 : jv0, tv1 = fold ? b->nv - 1 : jv1;
@@ -239,7 +241,7 @@ int64_t imrt_fspb_row_tab(const imrt_fspb_beam *B, const imrt_fspb_point *P, dou
             const int32_t *cell = b->cell + (int64_t)b->nu * iv;
             for (int iu = ju0; iu <= ju1; iu++) {
                 const int32_t c = cell[iu];
-                if (c < 0)
+                if (c < 0 || !imrt_fspb_within(b, w, P, iu, iv))
                     continue;
                 col[n] = c;
                 val[n] = rp * ppx[iu - tu0] + rs * psx[iu - tu0];
@@ -294,8 +296,10 @@ void imrt_dose_options_default(imrt_dose_options *o)
 void imrt_dose_options_from_plan(const imrt_plan *plan, imrt_dose_options *o)
 {
     imrt_dose_options_default(o);
-    if (plan)
+    if (plan) {
         o->cutoff = plan->cutoff;
+        o->lateral_cutoff_mm = plan->lateral_cutoff_mm;
+    }
 }
 
 void imrt_dose_options_exact(imrt_dose_options *o)
@@ -335,8 +339,16 @@ imrt_status imrt_fspb_resolve(const imrt_machine *m, const imrt_dose_options *op
     cut->fold_radius = o.scatter_radius > 0 ? o.scatter_radius : m->scatter_radius;
     if (!(cut->fold_radius > 0))
         cut->fold_radius = HUGE_VAL;
+    if (!(o.lateral_cutoff_mm == 0.0 || (o.lateral_cutoff_mm >= IMRT_LATERAL_CUTOFF_MIN_MM &&
+                                          o.lateral_cutoff_mm <= IMRT_LATERAL_CUTOFF_MAX_MM)))
+        return imrt_error(IMRT_ERR_RANGE, "lateral cut-off %g mm is outside [%g, %g] (0 = none)",
+                          o.lateral_cutoff_mm, IMRT_LATERAL_CUTOFF_MIN_MM,
+                          IMRT_LATERAL_CUTOFF_MAX_MM);
     cut->map_pitch = o.map_pitch;
     cut->map_ratio = o.map_ratio > 0 ? o.map_ratio : 1.1;
+    /* held to whole micrometres, as a dij file stores it */
+    cut->lateral = o.lateral_cutoff_mm > 0 ? round(o.lateral_cutoff_mm * 1000.0) / 1000.0
+                                           : HUGE_VAL;
     return IMRT_OK;
 }
 
@@ -517,9 +529,10 @@ static imrt_status direct_init(direct_ctx *d, const imrt_context *ctx, const imr
         imrt_machine_default(&d->m);
     IMRT_TRY(imrt_machine_normalise(&d->m));
     IMRT_TRY(imrt_fspb_resolve(&d->m, opt, &d->cut));
-    /* direct dose has no maps: the whole dose on the beamlets, far scatter folded */
+    /* direct dose has no maps: the whole dose on the beamlets, far scatter
+     * folded; with a lateral cut-off, exactly the beamlets within it */
     d->cut.maps = 0;
-    d->cut.radius = d->cut.fold_radius;
+    d->cut.radius = isinf(d->cut.lateral) ? d->cut.fold_radius : d->cut.lateral;
     IMRT_TRY(imrt_fspb_beams_create(bs, &d->B));
     d->kernel = imrt_fspb_kernel(ctx);
     d->threads = ctx ? imrt_context_threads(ctx) : omp_get_max_threads();

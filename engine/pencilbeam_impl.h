@@ -72,6 +72,9 @@ typedef struct {
     double ss;    /* scatter sigma at the isocentre plane, mm */
     double rp;    /* primary radius per axis (mm, isocentre plane), INFINITY = none */
     double R;     /* coupling half-width (mm, isocentre plane), INFINITY = none */
+    double rc;    /* lateral cut-off (mm, isocentre plane): beamlets whose centre lies
+                     farther from (u, v) give nothing and nothing is folded; INFINITY =
+                     none */
 } imrt_fspb_point;
 
 /* Resolved options: the cut-off values the kernels use. */
@@ -82,6 +85,7 @@ typedef struct {
     double fold_radius; /* coupling half-width of direct dose (folded scatter), mm */
     double map_pitch;   /* scatter-map pitch, mm (0 = default) */
     double map_ratio;   /* scatter-map sigma ratio */
+    double lateral;     /* geometric lateral cut-off, mm (isocentre plane); INFINITY = none */
 } imrt_fspb_cut;
 
 /* Row kernel: writes the entries and returns their number. `work` holds at
@@ -141,6 +145,20 @@ static inline void imrt_fspb_physics(const imrt_machine *m, const imrt_fspb_cut 
     P->ss = imrt_machine_sigma_s(m, z) * scale;
     P->rp = isinf(cut->kp) ? HUGE_VAL : 0.5 * w + cut->kp * P->sp;
     P->R = cut->radius;
+    /* with maps the cut-off acts on the maps (engine/scatter.c) and on which
+     * voxels get entries (engine/dij.c); the primary keeps its window */
+    P->rc = cut->maps ? HUGE_VAL : cut->lateral;
+}
+
+/* Whether beamlet cell (iu, iv) of a beam lies within the lateral cut-off of
+ * point P (always when there is none). The one predicate of both kernels. */
+static inline int imrt_fspb_within(const imrt_beam *b, double w, const imrt_fspb_point *P, int iu,
+                                   int iv)
+{
+    if (isinf(P->rc))
+        return 1;
+    const double dx = P->u - (b->u0 + iu * w), dy = P->v - (b->v0 + iv * w);
+    return dx * dx + dy * dy <= P->rc * P->rc;
 }
 
 /* Cells at exactly the window radius are inside: the radius is widened by

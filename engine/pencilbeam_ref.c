@@ -27,7 +27,7 @@ int64_t imrt_fspb_row_ref(const imrt_fspb_beam *B, const imrt_fspb_point *P, dou
     for (int iv = 0; iv < b->nv; iv++) {
         const double dy = P->v - (b->v0 + iv * w);
         for (int iu = 0; iu < b->nu; iu++) {
-            if (b->cell[iu + (int64_t)b->nu * iv] < 0)
+            if (b->cell[iu + (int64_t)b->nu * iv] < 0 || !imrt_fspb_within(b, w, P, iu, iv))
                 continue;
             const double dx = P->u - (b->u0 + iu * w);
             double prim = 0.0;
@@ -44,7 +44,7 @@ int64_t imrt_fspb_row_ref(const imrt_fspb_beam *B, const imrt_fspb_point *P, dou
     for (int iv = jv0; iv <= jv1; iv++)
         for (int iu = ju0; iu <= ju1; iu++) {
             const int32_t c = b->cell[iu + (int64_t)b->nu * iv];
-            if (c < 0)
+            if (c < 0 || !imrt_fspb_within(b, w, P, iu, iv))
                 continue;
             col[n] = c;
             val[n] = acc[(iu - ju0) + wn * (iv - jv0)];

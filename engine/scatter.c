@@ -9,6 +9,13 @@
  * product Gv_k X Gu_k^T of two small tables and the fluence grid X: the
  * expansion costs O(levels (nq nv nu + nq np nu)) per beam, independent of
  * the dose grid.
+ *
+ * With a lateral cut-off R (imrt_dij_smap.cutoff) node (p, q) sums only the
+ * beamlets within R of it, a disc that does not separate: for each row iv
+ * of beamlets the disc leaves an interval [lo, hi] of columns iu (tabled
+ * once per node and row), and prefix sums over iu of X gu give each
+ * interval's sum in O(1); the adjoint scatters into difference arrays
+ * instead. Same order of work as without the cut-off.
  */
 #include "imrt/dij.h"
 
@@ -26,6 +33,9 @@ typedef struct {
     double *gv;     /* nk x nq x nv */
     double *gu2;    /* squares of gu */
     double *gv2;    /* squares of gv */
+    uint16_t *lo, *hi; /* with a cut-off: np x nq x nv, [(q np + p) nv + iv]: the columns
+                          iu of row iv within the cut-off of node (p, q); lo > hi when none;
+                          NULL without */
 } sbeam;
 
 struct imrt_dij_scatter {
@@ -46,6 +56,8 @@ void imrt_dij_scatter_free(imrt_dij_scatter **ps)
             imrt_free(s->b[b].gv);
             imrt_free(s->b[b].gu2);
             imrt_free(s->b[b].gv2);
+            imrt_free(s->b[b].lo);
+            imrt_free(s->b[b].hi);
         }
     imrt_free(s->b);
     imrt_free(s);
@@ -88,6 +100,11 @@ imrt_status imrt_dij_smap_check(const imrt_dij *d)
             return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d has an invalid origin, "
                               "pitch or sigma levels (h %g mm, s0 %g mm, ln ratio %g)", b, m->h,
                               m->s0, m->ln_ratio);
+        if (!(m->cutoff == d->smap[0].cutoff &&
+              (m->cutoff == 0.0 || (m->cutoff >= 1e-3 && m->cutoff <= 1e7))))
+            return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d has a lateral cut-off of "
+                              "%g mm (allowed: 0 or 0.001..1e7, the same for every beam)", b,
+                              m->cutoff);
         const int64_t nodes = (int64_t)m->np * m->nq * m->nk;
         if (nodes > IMRT_DIJ_MAX_MAP_NODES_BEAM)
             return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d has %lld nodes (at most "
@@ -174,7 +191,40 @@ imrt_status imrt_dij_scatter_prepare(imrt_dij *d)
                     B->gv2[e] = B->gv[e] * B->gv[e];
                 }
         }
-        const int64_t need = nu_ * nv_ + (int64_t)IMRT_MAX(m->nq, 1) * nu_;
+        int64_t need = nu_ * nv_ + (int64_t)IMRT_MAX(m->nq, 1) * nu_;
+        if (m->cutoff > 0.0) {
+            const int64_t cells = (int64_t)m->np * m->nq * nv_;
+            tables += cells;
+            if (tables > IMRT_DIJ_MAX_MAP_NODES)
+                IMRT_FAIL(IMRT_ERR_FORMAT, "scatter-map cut-off tables of %lld values (beam %d; "
+                          "at most %lld)", (long long)tables, b,
+                          (long long)IMRT_DIJ_MAX_MAP_NODES);
+            IMRT_ALLOC(B->lo, cells);
+            IMRT_ALLOC(B->hi, cells);
+            const double R = m->cutoff;
+            for (int q = 0; q < m->nq; q++)
+                for (int p = 0; p < m->np; p++)
+                    for (int iv = 0; iv < nv_; iv++) {
+                        const int64_t e = ((int64_t)q * m->np + p) * nv_ + iv;
+                        const double dv = m->v0 + q * m->h - (vmin + iv * w);
+                        const double up = m->u0 + p * m->h - umin;
+                        double lo = 1.0, hi = 0.0;
+                        if (B->nu > 0 && dv * dv <= R * R) {
+                            const double rho = sqrt(R * R - dv * dv);
+                            lo = fmax(ceil((up - rho) / w), 0.0);
+                            hi = fmin(floor((up + rho) / w), (double)(B->nu - 1));
+                        }
+                        if (!(lo <= hi)) {
+                            lo = 1.0;
+                            hi = 0.0;
+                        }
+                        B->lo[e] = (uint16_t)lo;
+                        B->hi[e] = (uint16_t)hi;
+                    }
+            /* expand: X and the prefix sums P[iv][p][0..nu]; contract: X and one
+             * difference array */
+            need = IMRT_MAX(need, nu_ * nv_ + nv_ * (int64_t)m->np * (nu_ + 1));
+        }
         s->scratch = IMRT_MAX(s->scratch, need);
     }
     d->scatter = s;
@@ -212,6 +262,78 @@ static double *scatter_scratch(const imrt_dij_scatter *s, int threads, int ntask
     return imrt_malloc((size_t)*nt * (size_t)s->scratch * sizeof(double));
 }
 
+/* One level of a beam's map with the lateral cut-off: M[q][p] = sum_iv
+ * gv[q][iv] sum_{iu = lo..hi} gu[p][iu] X[iv][iu], the inner sums from the
+ * prefix sums Ps[iv][p][0..nu]. */
+static void expand_cut(const imrt_dij_smap *m, const sbeam *B, const double *gu,
+                       const double *gv, const double *X, double *Ps, double *out)
+{
+    const int nu = B->nu, nv = B->nv, np = m->np;
+    for (int iv = 0; iv < nv; iv++) {
+        const double *Xr = X + (int64_t)iv * nu;
+        for (int p = 0; p < np; p++) {
+            double *P = Ps + ((int64_t)iv * np + p) * (nu + 1);
+            const double *gp = gu + (int64_t)p * nu;
+            double acc = 0.0;
+            P[0] = 0.0;
+            for (int iu = 0; iu < nu; iu++) {
+                acc += gp[iu] * Xr[iu];
+                P[iu + 1] = acc;
+            }
+        }
+    }
+    for (int q = 0; q < m->nq; q++) {
+        const double *gq = gv + (int64_t)q * nv;
+        for (int p = 0; p < np; p++) {
+            const int64_t e = ((int64_t)q * np + p) * nv;
+            double acc = 0.0;
+            for (int iv = 0; iv < nv; iv++) {
+                const int lo = B->lo[e + iv], hi = B->hi[e + iv];
+                if (lo > hi)
+                    continue;
+                const double *P = Ps + ((int64_t)iv * np + p) * (nu + 1);
+                acc += gq[iv] * (P[hi + 1] - P[lo]);
+            }
+            out[(int64_t)q * np + p] = acc;
+        }
+    }
+}
+
+/* The adjoint of expand_cut for one level, added to X[iv][iu]: for each row
+ * iv and node column p the nodes' E[q][p] gv[q][iv] go into a difference
+ * array over iu (Dd, nu + 1 doubles), whose running sum times gu[p][iu]
+ * is added to the row. */
+static void contract_cut(const imrt_dij_smap *m, const sbeam *B, const double *gu,
+                         const double *gv, const double *E, double *Dd, double *X)
+{
+    const int nu = B->nu, nv = B->nv, np = m->np;
+    for (int iv = 0; iv < nv; iv++) {
+        double *Xr = X + (int64_t)iv * nu;
+        for (int p = 0; p < np; p++) {
+            memset(Dd, 0, (size_t)(nu + 1) * sizeof *Dd);
+            int any = 0;
+            for (int q = 0; q < m->nq; q++) {
+                const int64_t e = ((int64_t)q * np + p) * nv + iv;
+                const int lo = B->lo[e], hi = B->hi[e];
+                if (lo > hi)
+                    continue;
+                const double c = E[(int64_t)q * np + p] * gv[(int64_t)q * nv + iv];
+                Dd[lo] += c;
+                Dd[hi + 1] -= c;
+                any = 1;
+            }
+            if (!any)
+                continue;
+            const double *gp = gu + (int64_t)p * nu;
+            double run = 0.0;
+            for (int iu = 0; iu < nu; iu++) {
+                run += Dd[iu];
+                Xr[iu] += gp[iu] * run;
+            }
+        }
+    }
+}
+
 imrt_status imrt_dij_expand(const imrt_dij *d, int threads, const double *x, double *xe)
 {
     imrt_status st;
@@ -246,9 +368,13 @@ imrt_status imrt_dij_expand(const imrt_dij *d, int threads, const double *x, dou
             const int32_t j0 = d->beam_start[b], j1 = d->beam_start[b + 1];
             for (int32_t j = j0; j < j1; j++)
                 X[B->cell[j - j0]] = x[j];
-            /* T[q][iu] = sum_iv gv[k][q][iv] X[iv][iu] */
             const double *gv = B->gv + (int64_t)k * m->nq * nv;
             const double *gu = B->gu + (int64_t)k * m->np * nu;
+            if (B->lo) {
+                expand_cut(m, B, gu, gv, X, X + (int64_t)nu * nv, out);
+                continue;
+            }
+            /* T[q][iu] = sum_iv gv[k][q][iv] X[iv][iu] */
             for (int q = 0; q < m->nq; q++) {
                 double *Tq = T + (int64_t)q * nu;
                 for (int iu = 0; iu < nu; iu++)
@@ -306,6 +432,10 @@ imrt_status imrt_dij_contract(const imrt_dij *d, int threads, const double *ge, 
                 const double *gu = (squared ? B->gu2 : B->gu) + (int64_t)k * m->np * nu;
                 const double *gv = (squared ? B->gv2 : B->gv) + (int64_t)k * m->nq * nv;
                 const double *E = ge + m->first + (int64_t)k * m->np * m->nq;
+                if (B->lo) {
+                    contract_cut(m, B, gu, gv, E, S, X);
+                    continue;
+                }
                 /* S[q][iu] = sum_p E[q][p] gu[p][iu] */
                 for (int q = 0; q < m->nq; q++) {
                     double *Sq = S + (int64_t)q * nu;

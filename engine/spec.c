@@ -10,6 +10,7 @@
  */
 #include "imrt/spec.h"
 
+#include "imrt/dose.h"
 #include "imrt/matrad.h"
 #include "shapes_impl.h"
 #include "util_impl.h"
@@ -2303,6 +2304,10 @@ static imrt_status parse_plan(spec_ctx *c, json_t *root, imrt_plan *plan)
                      "mm", &plan->beamlet_margin_mm);
     if (st == IMRT_OK)
         st = get_num(c, root, "", "cutoff", 0, plan->cutoff, 0.0, 0.5, 0, "", &plan->cutoff);
+    if (st == IMRT_OK) /* absent: none */
+        st = get_num(c, root, "", "lateral_cutoff_mm", 0, plan->lateral_cutoff_mm,
+                     IMRT_LATERAL_CUTOFF_MIN_MM, IMRT_LATERAL_CUTOFF_MAX_MM, 0, "mm",
+                     &plan->lateral_cutoff_mm);
     if (st != IMRT_OK)
         return st;
     v = json_object_get(root, "dose_grid_mm");
@@ -2471,7 +2476,7 @@ imrt_status imrt_spec_parse(const char *text, size_t len, const char *label,
                   json_type_name(root));
     static const char *const tkeys[] = {"name",       "description", "phantom",
                                         "prescription", "beams",     "beamlet_mm",
-                                        "beamlet_margin_mm", "dose_grid_mm", "cutoff",
+                                        "beamlet_margin_mm", "dose_grid_mm", "cutoff", "lateral_cutoff_mm",
                                         "objectives", "goals",       "conformal",
                                         "solver",     "comment",     NULL};
     IMRT_TRY(check_keys(&c, root, "", tkeys));

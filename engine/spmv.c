@@ -61,11 +61,20 @@ imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
                           "imrt_spmv_ws_create: nchannels = %d is outside 1..65535", nchannels);
     IMRT_ALLOC(ws, 1);
     ws->threads = threads;
-    ws->nchunks = threads > 1 ? threads * IMRT_SPMV_CHUNKS_PER_THREAD : 1;
     ws->nchannels = nchannels;
     ws->ncols = imrt_dij_width(D);
     ws->stride = ((size_t)(imrt_dij_width(D) > 0 ? imrt_dij_width(D) : 1) + 7) / 8 * 8;
     ws->block = (size_t)nchannels * ws->stride;
+    ws->nchunks = 1;
+    if (threads > 1) {
+        /* chunks * block * 2 <= nnz / IMRT_SPMV_ACC_SHARE (spmv_impl.h) */
+        const double fit = (double)D->nnz /
+                           (2.0 * IMRT_SPMV_ACC_SHARE * (double)threads * (double)ws->block);
+        const int per = fit >= IMRT_SPMV_CHUNKS_PER_THREAD ? IMRT_SPMV_CHUNKS_PER_THREAD
+                        : fit >= 1.0                       ? (int)fit
+                                                           : 1;
+        ws->nchunks = threads * per;
+    }
     const int nchunks = ws->nchunks;
     IMRT_ALLOC(ws->split, nchunks + 1);
     IMRT_ALLOC(ws->acc, (size_t)nchunks * ws->block);

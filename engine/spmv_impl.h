@@ -11,17 +11,22 @@
 #include <math.h>
 #include <stddef.h>
 
-/* Chunks of rows per thread when threads > 1: the chunks are handed out to
- * the team dynamically, so that a thread the scheduler pauses (a shared
- * machine) delays the pass by at most one chunk instead of half the work.
- * Each chunk owns its accumulator block and the blocks are summed in chunk
- * order, so the result depends on the chunk count (fixed by the thread
- * count) and never on which thread ran which chunk. */
+/* Chunks of rows per thread when threads > 1, at most: the chunks are handed
+ * out to the team dynamically, so that a thread the scheduler pauses (a
+ * shared machine) delays the pass by at most one chunk instead of half the
+ * work. Each chunk owns its accumulator block and the blocks are summed in
+ * chunk order, so the result depends on the chunk count and never on which
+ * thread ran which chunk. Every chunk's block is cleared and summed on each
+ * transposed pass, so a wide dij (scatter-map columns) gets fewer chunks:
+ * as many as keep that traffic (2 x chunks x block doubles) under
+ * 1/IMRT_SPMV_ACC_SHARE of the matrix's entries, at least one per thread.
+ * The count is fixed by the dij, the channels and the thread count. */
 #define IMRT_SPMV_CHUNKS_PER_THREAD 8
+#define IMRT_SPMV_ACC_SHARE 64
 
 struct imrt_spmv_ws {
     int threads;     /* team size */
-    int nchunks;     /* chunks of rows (1, or threads * IMRT_SPMV_CHUNKS_PER_THREAD), one
+    int nchunks;     /* chunks of rows (1, or threads x 1..IMRT_SPMV_CHUNKS_PER_THREAD), one
                         private accumulator block each */
     int nchannels;   /* accumulators per block */
     int32_t ncols;   /* columns of the dij it was made for */

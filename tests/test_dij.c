@@ -678,6 +678,198 @@ static void test_scatter_maps(void **state)
     imrt_phantom_destroy(&p);
 }
 
+/* The lateral cut-off (imrt_dose_options.lateral_cutoff_mm, a peer engine's
+ * geometric cut-off). (1) Its definition, on the direct dose: one beamlet
+ * gives a voxel the full model's dose when the voxel's projection lies
+ * within R of the beamlet's centre and nothing beyond. (2) The dij with
+ * maps against that direct dose for the three fluences. (3) The maps'
+ * nodes against their defining sum, the adjoint, the version-3 file.
+ * (4) Refusals. */
+static void test_lateral_cutoff(void **state)
+{
+    (void)state;
+    const double R = 30.0;
+    imrt_phantom *p = make_phantom(1);
+    imrt_beamset *bs = make_beams(p);
+    const int64_t nvox = imrt_grid_nvox(&p->grid);
+    imrt_dose_options full, cut;
+    imrt_dose_options_exact(&full);
+    imrt_dose_options_exact(&cut);
+    cut.lateral_cutoff_mm = R;
+    float *a = malloc((size_t)nvox * sizeof *a), *e = malloc((size_t)nvox * sizeof *e);
+    /* (1) one beamlet near the middle of beam 0 */
+    const int32_t j = (bs->beams[0].first + bs->beams[1].first) / 2;
+    double *x = calloc((size_t)bs->nbeamlets, sizeof *x), uvj[2];
+    x[j] = 1.0;
+    imrt_beamset_beamlet_uv(bs, j, uvj);
+    assert_ok(imrt_dose_compute(NULL, p, bs, NULL, &full, x, NULL, a));
+    assert_ok(imrt_dose_compute(NULL, p, bs, NULL, &cut, x, NULL, e));
+    int64_t inside = 0, outside = 0;
+    for (int64_t v = 0; v < nvox; v++) {
+        int i, jj, k;
+        double c[3], u, w, t;
+        imrt_grid_ijk(&p->grid, v, &i, &jj, &k);
+        imrt_grid_center(&p->grid, i, jj, k, c);
+        if (!imrt_beam_project(&bs->beams[0], c, &u, &w, &t))
+            continue;
+        const double r = hypot(u - uvj[0], w - uvj[1]);
+        if (r < R - 1e-3 && a[v] > 0.0f) {
+            assert_close(e[v], a[v], 1e-6, 0.0);
+            inside++;
+        } else if (r > R + 1e-3) {
+            assert_true(e[v] == 0.0f);
+            outside += a[v] > 0.0f; /* where the full model has dose */
+        }
+    }
+    print_message("lateral cut-off %g mm, one beamlet: %lld voxels within (full dose), %lld "
+                  "beyond with dose in the full model (none with the cut-off)\n", R,
+                  (long long)inside, (long long)outside);
+    assert_true(inside > 100 && outside > 1000);
+    free(x);
+
+    /* (2) the dij with maps against the direct dose with the same cut-off */
+    imrt_dose_options o;
+    imrt_dose_options_default(&o);
+    o.lateral_cutoff_mm = R;
+    imrt_dij *d = NULL, *d0 = NULL;
+    assert_ok(imrt_dij_build(NULL, p, bs, NULL, &o, &d));
+    assert_ok(imrt_dij_build(NULL, p, bs, NULL, NULL, &d0));
+    assert_true(d->nvirt > 0 && d->smap[0].cutoff == R);
+    print_message("dij with the cut-off: %lld entries, %d map columns (without: %lld, %d)\n",
+                  (long long)d->nnz, (int)d->nvirt, (long long)d0->nnz, (int)d0->nvirt);
+    assert_true(d->nnz < d0->nnz);
+    uint8_t *mask = row_mask(d);
+    for (int mod = 0; mod < 3; mod++) {
+        x = weights(bs, mod);
+        assert_ok(imrt_dij_dose(d, x, a));
+        assert_ok(imrt_dose_compute(NULL, p, bs, NULL, &cut, x, mask, e));
+        double mx = 0, worst = 0, sum_a = 0, sum_e = 0;
+        for (int64_t v = 0; v < nvox; v++)
+            mx = fmax(mx, (double)e[v]);
+        for (int64_t v = 0; v < nvox; v++)
+            if (mask[v]) {
+                worst = fmax(worst, fabs((double)a[v] - (double)e[v]));
+                sum_a += (double)a[v];
+                sum_e += (double)e[v];
+            }
+        print_message("cut-off dij, %s fluence: max |D*x - direct| = %.3f %% of the maximum; "
+                      "mean over the rows %+.4f %%\n",
+                      mod == 0 ? "uniform" : mod == 1 ? "modulated" : "edges-off",
+                      100 * worst / mx, 100 * (sum_a - sum_e) / sum_e);
+        /* the bounds of the dij without the cut-off (test_cutoff_error) */
+        assert_true(worst <= 5e-3 * mx);
+        assert_true(fabs(sum_a - sum_e) <= 2e-3 * sum_e);
+        free(x);
+    }
+
+    /* (3) nodes against the definition (the beamlets within R of the node) */
+    x = weights(bs, 1);
+    const int32_t n = d->ncols, W = imrt_dij_width(d);
+    double *xe = malloc((size_t)W * sizeof *xe), *ge = malloc((size_t)W * sizeof *ge),
+           *g = malloc((size_t)n * sizeof *g);
+    assert_ok(imrt_dij_expand(d, 2, x, xe));
+    for (int b = 0; b < d->nbeams; b++) {
+        const imrt_dij_smap *m = &d->smap[b];
+        for (int pp = 0; pp < m->np; pp += 3) {
+            const int qq = m->nq / 2, kk = m->nk / 2;
+            const double sk = m->s0 * exp(kk * m->ln_ratio), w = d->beamlet_mm;
+            const double u = m->u0 + pp * m->h, v = m->v0 + qq * m->h, k = 1 / (sqrt(2.0) * sk);
+            double want = 0;
+            for (int32_t jb = d->beam_start[b]; jb < d->beam_start[b + 1]; jb++) {
+                const double du = u - (double)d->bixel_uv[2 * jb],
+                             dv = v - (double)d->bixel_uv[2 * jb + 1];
+                if (du * du + dv * dv > R * R)
+                    continue;
+                want += x[jb] * 0.25 * (erf((du + w / 2) * k) - erf((du - w / 2) * k)) *
+                        (erf((dv + w / 2) * k) - erf((dv - w / 2) * k));
+            }
+            assert_close(xe[m->first + pp + m->np * (qq + m->nq * kk)], want, 1e-6, 1e-12);
+        }
+    }
+    uint64_t seed = 777;
+    for (int32_t c = 0; c < W; c++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        ge[c] = (double)(seed >> 11) / 9007199254740992.0 - 0.5;
+    }
+    for (int squared = 0; squared < 2; squared++) {
+        assert_ok(imrt_dij_contract(d, 2, ge, g, squared));
+        double lhs = 0, rhs = 0, scale = 0;
+        if (!squared) {
+            for (int32_t jj = 0; jj < n; jj++)
+                lhs += g[jj] * x[jj];
+            for (int32_t c = 0; c < W; c++) {
+                rhs += ge[c] * xe[c];
+                scale += fabs(ge[c] * xe[c]);
+            }
+            assert_true(fabs(lhs - rhs) <= 1e-12 * scale);
+        } else {
+            /* the squared pull-back: beamlet j gets sum over nodes of ge times
+             * its squared node weight, the nodes beyond R excluded */
+            const imrt_dij_smap *m = &d->smap[0];
+            for (int32_t jj = d->beam_start[0]; jj < d->beam_start[1]; jj += 7) {
+                const double w = d->beamlet_mm;
+                double want = ge[jj];
+                for (int kk = 0; kk < m->nk; kk++) {
+                    const double k = 1 / (sqrt(2.0) * m->s0 * exp(kk * m->ln_ratio));
+                    for (int qq = 0; qq < m->nq; qq++)
+                        for (int pp = 0; pp < m->np; pp++) {
+                            const double du = m->u0 + pp * m->h - (double)d->bixel_uv[2 * jj],
+                                         dv = m->v0 + qq * m->h - (double)d->bixel_uv[2 * jj + 1];
+                            if (du * du + dv * dv > R * R)
+                                continue;
+                            const double wt = 0.25 * (erf((du + w / 2) * k) - erf((du - w / 2) * k)) *
+                                              (erf((dv + w / 2) * k) - erf((dv - w / 2) * k));
+                            want += ge[m->first + pp + m->np * (qq + m->nq * kk)] * wt * wt;
+                        }
+                }
+                assert_close(g[jj], want, 1e-5, 1e-12);
+            }
+        }
+    }
+    /* version-3 file */
+    char path[512];
+    snprintf(path, sizeof path, "%s/cut.dij", imrt_test_tmpdir());
+    assert_ok(imrt_dij_save(d, path));
+    size_t fn = 0;
+    unsigned char *fb = read_file(path, &fn);
+    uint32_t version;
+    memcpy(&version, fb + 8, 4);
+    assert_int_equal(version, 3);
+    free(fb);
+    imrt_dij *l = NULL;
+    assert_ok(imrt_dij_load(path, 0, &l));
+    assert_same_dij(d, l);
+    assert_true(l->smap[2].cutoff == R);
+    float *dl = malloc((size_t)nvox * sizeof *dl);
+    assert_ok(imrt_dij_dose(d, x, a));
+    assert_ok(imrt_dij_dose(l, x, dl));
+    assert_memory_equal(a, dl, (size_t)nvox * sizeof *a);
+    imrt_dij_destroy(&l);
+    free(dl);
+
+    /* (4) refusals: outside the allowed range, and without the maps */
+    o.lateral_cutoff_mm = 10.0;
+    assert_int_equal(imrt_dij_build(NULL, p, bs, NULL, &o, &l), IMRT_ERR_RANGE);
+    if (!strstr(imrt_last_error(), "[20, 1000]"))
+        fail_msg("message '%s' does not give the allowed range", imrt_last_error());
+    o.lateral_cutoff_mm = R;
+    o.scatter_maps = 0;
+    assert_int_equal(imrt_dij_build(NULL, p, bs, NULL, &o, &l), IMRT_ERR_ARG);
+    assert_null(l);
+
+    free(x);
+    free(xe);
+    free(ge);
+    free(g);
+    free(mask);
+    free(a);
+    free(e);
+    imrt_dij_destroy(&d);
+    imrt_dij_destroy(&d0);
+    imrt_beamset_destroy(&bs);
+    imrt_phantom_destroy(&p);
+}
+
 static void test_allocation_failures(void **state)
 {
     (void)state;
@@ -726,6 +918,7 @@ int main(void)
         cmocka_unit_test(test_dij_dose_by_hand),
         cmocka_unit_test(test_file_round_trip_and_corruption),
         cmocka_unit_test(test_scatter_maps),
+        cmocka_unit_test(test_lateral_cutoff),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -400,13 +400,31 @@ static void test_split_balances_nonzeros(void **state)
     int64_t longest = 0;
     for (int64_t r = 0; r < D.nrows; r++)
         longest = IMRT_TEST_MAX(longest, D.rowptr[r + 1] - D.rowptr[r]);
-    /* chunks (one for one thread, 8 per thread otherwise) hold total/C
-     * non-zeros, give or take one row */
+    /* chunks (one for one thread; otherwise up to 8 per thread, as many as
+     * keep the accumulator traffic 2 C block under nnz / 64, at least one
+     * per thread) hold total/C non-zeros, give or take one row */
     for (int T = 1; T <= 5; T++) {
         imrt_spmv_ws *ws = NULL;
         assert_ok(imrt_spmv_ws_create(&D, T, 1, NULL, &ws));
         const int C = ws->nchunks;
-        assert_int_equal(C, T == 1 ? 1 : T * IMRT_SPMV_CHUNKS_PER_THREAD);
+        int per = 1;
+        while (per < IMRT_SPMV_CHUNKS_PER_THREAD &&
+               2.0 * IMRT_SPMV_ACC_SHARE * T * (per + 1) * (double)ws->block <= (double)D.nnz)
+            per++;
+        assert_int_equal(C, T == 1 ? 1 : T * per);
+        /* a narrow dij keeps all 8 per thread; many channels cut them to one */
+        if (T == 2) {
+            imrt_dij L;
+            make_dij(&L, 20000, 50, 63); /* 150 000 non-zeros, blocks of 56 */
+            imrt_spmv_ws *w2 = NULL;
+            assert_ok(imrt_spmv_ws_create(&L, T, 1, NULL, &w2));
+            assert_int_equal(w2->nchunks, 2 * IMRT_SPMV_CHUNKS_PER_THREAD);
+            imrt_spmv_ws_destroy(&w2);
+            assert_ok(imrt_spmv_ws_create(&L, T, 200, NULL, &w2));
+            assert_int_equal(w2->nchunks, 2);
+            imrt_spmv_ws_destroy(&w2);
+            tdu_free(&L);
+        }
         assert_int_equal(ws->split[0], 0);
         assert_int_equal(ws->split[C], D.nrows);
         for (int c = 0; c < C; c++) {

@@ -56,6 +56,10 @@ typedef struct {
     int32_t np, nq, nk;   /* nodes along u and v (>= 2), sigma levels (>= 2) */
     double u0, v0, h;     /* node (0, 0) at the isocentre plane, and the pitch, mm */
     double s0, ln_ratio;  /* sigma of level 0 (mm) and ln(s_{k+1} / s_k) > 0 */
+    double cutoff;        /* lateral cut-off (mm, isocentre plane; 0 = none): the sum
+                             above runs over the beamlets whose centre lies within it
+                             of the node; the same for every beam of a dij, a whole
+                             number of micrometres (the file holds it so) */
 } imrt_dij_smap;
 
 /* Limits on the maps of a dij (a file cannot ask for more): nodes per beam
@@ -144,20 +148,22 @@ imrt_status imrt_dij_validate(const imrt_dij *d);
  * (NULL), IMRT_ERR_NOMEM. */
 imrt_status imrt_dij_dose(const imrt_dij *d, const double *x, float *dose);
 
-/* Save in imrt's dij format, version IMRT_DIJ_FORMAT_VERSION (version 1
- * when the dij has no scatter maps, so that older readers keep working):
+/* Save in imrt's dij format, version IMRT_DIJ_FORMAT_VERSION (the oldest
+ * version that holds the dij, so that older readers keep working: 1 without
+ * scatter maps, 2 with maps without a lateral cut-off, 3 with one):
  *   header (little-endian): magic "IMRTDIJ\0", u32 version, u32 header bytes
- *     (124 for version 1, 132 for version 2), grid (3 x i32 dims, 3 x f64
- *     spacing, 3 x f64 origin), i64 nrows, i32 ncols, i32 nbeams, i64 nnz,
- *     f64 beamlet_mm, [version 2: i32 nvirt, i32 0], u64 payload bytes,
+ *     (124 for version 1, 132 for versions 2 and 3), grid (3 x i32 dims, 3 x
+ *     f64 spacing, 3 x f64 origin), i64 nrows, i32 ncols, i32 nbeams, i64
+ *     nnz, f64 beamlet_mm, [version 2: i32 nvirt, i32 0; version 3: i32
+ *     nvirt, i32 lateral cut-off in micrometres (1 .. 10^7)], u64 payload bytes,
  *     u32 CRC-32 of the payload, u32 CRC-32 of the header bytes before it;
  *   payload: beams (nbeams x {char[64] name, f64 gantry, f64 couch,
- *     f64 iso[3]}), beam_start (i32), bixel_uv (f32), [version 2: scatter
- *     maps, nbeams x {i32 first, np, nq, nk, f64 u0, v0, h, s0, ln_ratio}],
+ *     f64 iso[3]}), beam_start (i32), bixel_uv (f32), [versions 2 and 3:
+ *     scatter maps, nbeams x {i32 first, np, nq, nk, f64 u0, v0, h, s0, ln_ratio}],
  *     voxel (i64), rowptr (i64), col (i32), val (f32).
  * The file is written under a temporary name and renamed into place.
  * Errors: IMRT_ERR_ARG, IMRT_ERR_IO (cannot write; nothing is left behind). */
-#define IMRT_DIJ_FORMAT_VERSION 2
+#define IMRT_DIJ_FORMAT_VERSION 3
 imrt_status imrt_dij_save(const imrt_dij *d, const char *path);
 
 /* Load a dij saved by imrt_dij_save (versions 1 and 2). Refuses, with IMRT_ERR_FORMAT and a

@@ -28,6 +28,14 @@
  * 20 mm window and folding, the model of format-1 dij files: exact for a
  * uniform fluence only (an IMRT fluence that switches the field's edge
  * beamlets off loses the out-of-field scatter folded onto them).
+ * Lateral cut-off (lateral_cutoff_mm > 0). Direct dose couples a point to
+ * exactly the beamlets whose centre lies within the cut-off of its
+ * projection (a disc at the isocentre plane), without folding. A dij build
+ * with maps gives no entries to a voxel whose projection lies farther than
+ * the cut-off from the beam's beamlet box, and its maps hold the scatter of
+ * the beamlets within the cut-off of each node (exact at the nodes); the
+ * primary keeps its window, where the cut-off (>= 20 mm) removes only what
+ * the primary threshold already has. A build without maps refuses it.
  * Direct dose (imrt_dose_compute, imrt_dose_points) has no dij and
  * therefore no maps: with a cut-off it uses the folded model, otherwise
  * imrt_dose_options_exact() couples every voxel to every beamlet (the
@@ -69,7 +77,18 @@ typedef struct {
     double map_pitch;      /* scatter-map node pitch, mm at the isocentre plane; 0 = default
                               (a quarter of the smallest scatter sigma, 2 mm at least) */
     double map_ratio;      /* ratio of consecutive scatter-map sigma levels, > 1; 0 = 1.1 */
+    double lateral_cutoff_mm; /* geometric lateral cut-off (mm at the isocentre plane) in
+                                 [IMRT_LATERAL_CUTOFF_MIN_MM, IMRT_LATERAL_CUTOFF_MAX_MM], or
+                                 0 = none (default): a beamlet gives no dose, primary or
+                                 scatter, to a point whose projection lies farther than this
+                                 from the beamlet's centre. Peer engines use one (matRad's
+                                 photon default: 50 mm); it drops the far scatter, so the
+                                 dose outside the fields is low. Dij builds need the scatter
+                                 maps for it; see the note below. */
 } imrt_dose_options;
+
+#define IMRT_LATERAL_CUTOFF_MIN_MM 20.0
+#define IMRT_LATERAL_CUTOFF_MAX_MM 1000.0
 
 /* Default coupling window of the primary term when the scatter is on maps:
  * the primary of a 5 mm beamlet at 1e-3 reaches 10 mm down to about 50 mm

@@ -93,6 +93,8 @@ typedef struct {
     double beamlet_margin_mm;    /* target-projection margin, default 5 */
     double dose_grid_mm[3];      /* dose-grid spacing; 0 = the phantom grid */
     double cutoff;               /* lateral relative cut-off, default 1e-3 */
+    double lateral_cutoff_mm;    /* geometric lateral cut-off, mm; 0 = none (default);
+                                    imrt_dose_options.lateral_cutoff_mm */
     int nobjectives;
     imrt_objective_def *objectives; /* owned */
     int ngoals;
