@@ -33,9 +33,10 @@ typedef struct {
     double *gv;     /* nk x nq x nv */
     double *gu2;    /* squares of gu */
     double *gv2;    /* squares of gv */
-    uint16_t *lo, *hi; /* with a cut-off: np x nq x nv, [(q np + p) nv + iv]: the columns
+    uint16_t *lo, *hi; /* with a cut-off: nq x nv x np, [(q nv + iv) np + p]: the columns
                           iu of row iv within the cut-off of node (p, q); lo > hi when none;
                           NULL without */
+    double *guT, *gu2T; /* with a cut-off: gu and gu2 transposed, nk x nu x np */
 } sbeam;
 
 struct imrt_dij_scatter {
@@ -58,6 +59,8 @@ void imrt_dij_scatter_free(imrt_dij_scatter **ps)
             imrt_free(s->b[b].gv2);
             imrt_free(s->b[b].lo);
             imrt_free(s->b[b].hi);
+            imrt_free(s->b[b].guT);
+            imrt_free(s->b[b].gu2T);
         }
     imrt_free(s->b);
     imrt_free(s);
@@ -194,18 +197,28 @@ imrt_status imrt_dij_scatter_prepare(imrt_dij *d)
         int64_t need = nu_ * nv_ + (int64_t)IMRT_MAX(m->nq, 1) * nu_;
         if (m->cutoff > 0.0) {
             const int64_t cells = (int64_t)m->np * m->nq * nv_;
-            tables += cells;
+            tables += cells + 2 * (int64_t)m->nk * m->np * nu_;
             if (tables > IMRT_DIJ_MAX_MAP_NODES)
                 IMRT_FAIL(IMRT_ERR_FORMAT, "scatter-map cut-off tables of %lld values (beam %d; "
                           "at most %lld)", (long long)tables, b,
                           (long long)IMRT_DIJ_MAX_MAP_NODES);
             IMRT_ALLOC(B->lo, cells);
             IMRT_ALLOC(B->hi, cells);
+            IMRT_ALLOC(B->guT, (int64_t)m->nk * m->np * nu_);
+            IMRT_ALLOC(B->gu2T, (int64_t)m->nk * m->np * nu_);
+            for (int k = 0; k < m->nk; k++)
+                for (int p = 0; p < m->np; p++)
+                    for (int iu = 0; iu < B->nu; iu++) {
+                        const int64_t e = ((int64_t)k * m->np + p) * nu_ + iu;
+                        const int64_t t = ((int64_t)k * nu_ + iu) * m->np + p;
+                        B->guT[t] = B->gu[e];
+                        B->gu2T[t] = B->gu2[e];
+                    }
             const double R = m->cutoff;
             for (int q = 0; q < m->nq; q++)
                 for (int p = 0; p < m->np; p++)
                     for (int iv = 0; iv < nv_; iv++) {
-                        const int64_t e = ((int64_t)q * m->np + p) * nv_ + iv;
+                        const int64_t e = ((int64_t)q * nv_ + iv) * m->np + p;
                         const double dv = m->v0 + q * m->h - (vmin + iv * w);
                         const double up = m->u0 + p * m->h - umin;
                         double lo = 1.0, hi = 0.0;
@@ -221,9 +234,10 @@ imrt_status imrt_dij_scatter_prepare(imrt_dij *d)
                         B->lo[e] = (uint16_t)lo;
                         B->hi[e] = (uint16_t)hi;
                     }
-            /* expand: X and the prefix sums P[iv][p][0..nu]; contract: X and one
-             * difference array */
+            /* expand: X and the prefix sums Ps[iv][0..nu][p]; contract: X, the
+             * difference arrays and the running sums of one row */
             need = IMRT_MAX(need, nu_ * nv_ + nv_ * (int64_t)m->np * (nu_ + 1));
+            need = IMRT_MAX(need, nu_ * nv_ + (nu_ + 2) * (int64_t)m->np);
         }
         s->scratch = IMRT_MAX(s->scratch, need);
     }
@@ -263,73 +277,83 @@ static double *scatter_scratch(const imrt_dij_scatter *s, int threads, int ntask
 }
 
 /* One level of a beam's map with the lateral cut-off: M[q][p] = sum_iv
- * gv[q][iv] sum_{iu = lo..hi} gu[p][iu] X[iv][iu], the inner sums from the
- * prefix sums Ps[iv][p][0..nu]. */
-static void expand_cut(const imrt_dij_smap *m, const sbeam *B, const double *gu,
+ * gv[q][iv] sum_{iu = lo..hi} gu[p][iu] X[iv][iu], the inner sums from
+ * prefix sums Ps[iv][iu][p] (iu = 0..nu). Loops run over p innermost, so
+ * that the nodes of a row are independent chains (guT = gu transposed). */
+static void expand_cut(const imrt_dij_smap *m, const sbeam *B, const double *guT,
                        const double *gv, const double *X, double *Ps, double *out)
 {
     const int nu = B->nu, nv = B->nv, np = m->np;
+    const int64_t row = (int64_t)(nu + 1) * np;
     for (int iv = 0; iv < nv; iv++) {
         const double *Xr = X + (int64_t)iv * nu;
-        for (int p = 0; p < np; p++) {
-            double *P = Ps + ((int64_t)iv * np + p) * (nu + 1);
-            const double *gp = gu + (int64_t)p * nu;
-            double acc = 0.0;
-            P[0] = 0.0;
-            for (int iu = 0; iu < nu; iu++) {
-                acc += gp[iu] * Xr[iu];
-                P[iu + 1] = acc;
-            }
+        double *P = Ps + iv * row;
+        for (int p = 0; p < np; p++)
+            P[p] = 0.0;
+        for (int iu = 0; iu < nu; iu++) {
+            const double xv = Xr[iu], *g = guT + (int64_t)iu * np;
+            const double *prev = P + (int64_t)iu * np;
+            double *cur = P + (int64_t)(iu + 1) * np;
+            for (int p = 0; p < np; p++)
+                cur[p] = prev[p] + g[p] * xv;
         }
     }
     for (int q = 0; q < m->nq; q++) {
-        const double *gq = gv + (int64_t)q * nv;
-        for (int p = 0; p < np; p++) {
-            const int64_t e = ((int64_t)q * np + p) * nv;
-            double acc = 0.0;
-            for (int iv = 0; iv < nv; iv++) {
-                const int lo = B->lo[e + iv], hi = B->hi[e + iv];
-                if (lo > hi)
-                    continue;
-                const double *P = Ps + ((int64_t)iv * np + p) * (nu + 1);
-                acc += gq[iv] * (P[hi + 1] - P[lo]);
+        double *Mq = out + (int64_t)q * np;
+        for (int p = 0; p < np; p++)
+            Mq[p] = 0.0;
+        for (int iv = 0; iv < nv; iv++) {
+            const double c = gv[(int64_t)q * nv + iv];
+            const int64_t e = ((int64_t)q * nv + iv) * np;
+            const double *P = Ps + iv * row;
+            for (int p = 0; p < np; p++) {
+                const int lo = B->lo[e + p], hi = B->hi[e + p];
+                if (lo <= hi)
+                    Mq[p] += c * (P[(int64_t)(hi + 1) * np + p] - P[(int64_t)lo * np + p]);
             }
-            out[(int64_t)q * np + p] = acc;
         }
     }
 }
 
-/* The adjoint of expand_cut for one level, added to X[iv][iu]: for each row
- * iv and node column p the nodes' E[q][p] gv[q][iv] go into a difference
- * array over iu (Dd, nu + 1 doubles), whose running sum times gu[p][iu]
- * is added to the row. */
-static void contract_cut(const imrt_dij_smap *m, const sbeam *B, const double *gu,
+/* The adjoint of expand_cut for one level, added to X[iv][iu]: per row iv
+ * the nodes' E[q][p] gv[q][iv] go into difference arrays Dd[iu][p] (iu =
+ * 0..nu), whose running sums over iu, weighted by gu[p][iu] and summed over
+ * p, are added to the row. Scratch Dd: (nu + 2) np doubles. */
+static void contract_cut(const imrt_dij_smap *m, const sbeam *B, const double *guT,
                          const double *gv, const double *E, double *Dd, double *X)
 {
     const int nu = B->nu, nv = B->nv, np = m->np;
+    double *run = Dd + (int64_t)(nu + 1) * np;
     for (int iv = 0; iv < nv; iv++) {
-        double *Xr = X + (int64_t)iv * nu;
-        for (int p = 0; p < np; p++) {
-            memset(Dd, 0, (size_t)(nu + 1) * sizeof *Dd);
-            int any = 0;
-            for (int q = 0; q < m->nq; q++) {
-                const int64_t e = ((int64_t)q * np + p) * nv + iv;
-                const int lo = B->lo[e], hi = B->hi[e];
+        memset(Dd, 0, (size_t)(nu + 1) * (size_t)np * sizeof *Dd);
+        int any = 0;
+        for (int q = 0; q < m->nq; q++) {
+            const double c0 = gv[(int64_t)q * nv + iv];
+            const int64_t e = ((int64_t)q * nv + iv) * np;
+            const double *Eq = E + (int64_t)q * np;
+            for (int p = 0; p < np; p++) {
+                const int lo = B->lo[e + p], hi = B->hi[e + p];
                 if (lo > hi)
                     continue;
-                const double c = E[(int64_t)q * np + p] * gv[(int64_t)q * nv + iv];
-                Dd[lo] += c;
-                Dd[hi + 1] -= c;
+                const double c = Eq[p] * c0;
+                Dd[(int64_t)lo * np + p] += c;
+                Dd[(int64_t)(hi + 1) * np + p] -= c;
                 any = 1;
             }
-            if (!any)
-                continue;
-            const double *gp = gu + (int64_t)p * nu;
-            double run = 0.0;
-            for (int iu = 0; iu < nu; iu++) {
-                run += Dd[iu];
-                Xr[iu] += gp[iu] * run;
+        }
+        if (!any)
+            continue;
+        double *Xr = X + (int64_t)iv * nu;
+        for (int p = 0; p < np; p++)
+            run[p] = 0.0;
+        for (int iu = 0; iu < nu; iu++) {
+            const double *D = Dd + (int64_t)iu * np, *g = guT + (int64_t)iu * np;
+            double s = 0.0;
+            for (int p = 0; p < np; p++) {
+                run[p] += D[p];
+                s += g[p] * run[p];
             }
+            Xr[iu] += s;
         }
     }
 }
@@ -371,7 +395,8 @@ imrt_status imrt_dij_expand(const imrt_dij *d, int threads, const double *x, dou
             const double *gv = B->gv + (int64_t)k * m->nq * nv;
             const double *gu = B->gu + (int64_t)k * m->np * nu;
             if (B->lo) {
-                expand_cut(m, B, gu, gv, X, X + (int64_t)nu * nv, out);
+                expand_cut(m, B, B->guT + (int64_t)k * m->np * nu, gv, X, X + (int64_t)nu * nv,
+                           out);
                 continue;
             }
             /* T[q][iu] = sum_iv gv[k][q][iv] X[iv][iu] */
@@ -433,7 +458,8 @@ imrt_status imrt_dij_contract(const imrt_dij *d, int threads, const double *ge, 
                 const double *gv = (squared ? B->gv2 : B->gv) + (int64_t)k * m->nq * nv;
                 const double *E = ge + m->first + (int64_t)k * m->np * m->nq;
                 if (B->lo) {
-                    contract_cut(m, B, gu, gv, E, S, X);
+                    contract_cut(m, B, (squared ? B->gu2T : B->guT) + (int64_t)k * m->np * nu, gv,
+                                 E, S, X);
                     continue;
                 }
                 /* S[q][iu] = sum_p E[q][p] gu[p][iu] */
