@@ -3,9 +3,12 @@
  * `imrt plan` (imrt/pipeline.h), with the time of every stage: load (spec,
  * phantom or matRad import, dose grid, beams), dij, optimisation (with the
  * dose, normalisation and goals), the conformal baseline, and writing the
- * output folder (to a temporary folder that is removed). Two cases: the default phantom (TG-119 C-shape) and matRad's box
- * phantom with the peer's settings (bench/boxphantom.json; the MAT file's
- * path is the positional argument, default ../shared/data/BOXPHANTOM.mat).
+ * output folder (to a temporary folder that is removed). Three cases: the
+ * default phantom (TG-119 C-shape); matRad's box phantom with the peer's
+ * settings (bench/boxphantom.json: its 50 mm lateral cut-off, a stopping
+ * rule no looser than its IPOPT's; the MAT file's path is the positional
+ * argument, default ../shared/data/BOXPHANTOM.mat); and the same box plan
+ * with imrt's full scatter and default tolerance.
  *
  * Each run is a child process, so that its peak resident memory
  * (getrusage maxrss of the child) is the run's own; the figures are the
@@ -81,7 +84,10 @@ static int spec_with_mat(const char *spec, const char *mat, char *tmp, size_t n)
     return 1;
 }
 
-static void child(const bench_opts *o, const char *spec, const char *mat, double spacing, int fd)
+/* full: the spec with imrt's own dose model and stopping rule (no lateral
+ * cut-off, the default ftol_rel) instead of the peer's settings. */
+static void child(const bench_opts *o, const char *spec, const char *mat, double spacing, int full,
+                  int fd)
 {
     run_result rr;
     memset(&rr, 0, sizeof rr);
@@ -96,6 +102,12 @@ static void child(const bench_opts *o, const char *spec, const char *mat, double
     imrt_run *run = NULL;
     const double t0 = bench_now();
     must(imrt_run_load(path, &ro, &run), "load");
+    if (full) {
+        imrt_optimize_options def;
+        imrt_optimize_options_default(&def);
+        run->plan->lateral_cutoff_mm = 0.0;
+        run->plan->solver.ftol_rel = def.solver.ftol_rel;
+    }
     if (o->quick && run->plan->solver.max_iterations > BENCH_QUICK_ITERATIONS)
         run->plan->solver.max_iterations = BENCH_QUICK_ITERATIONS;
     const double t1 = bench_now();
@@ -159,7 +171,7 @@ static void child(const bench_opts *o, const char *spec, const char *mat, double
 
 /* Run one case `runs` times in child processes and report. */
 static void run_case(const bench_opts *o, const char *label, const char *spec, const char *mat,
-                     double spacing, int runs)
+                     double spacing, int full, int runs)
 {
     run_result rr[16];
     int n = 0;
@@ -174,7 +186,7 @@ static void run_case(const bench_opts *o, const char *label, const char *spec, c
             bench_fail("%s: fork failed", o->prog);
         if (pid == 0) {
             close(fds[0]);
-            child(o, spec, mat, spacing, fds[1]);
+            child(o, spec, mat, spacing, full, fds[1]);
         }
         close(fds[1]);
         run_result r;
@@ -245,7 +257,7 @@ int main(int argc, char **argv)
     const char *only = getenv("IMRT_BENCH_CASES"); /* "tg119" or "box": one case only */
     if (!only || strcmp(only, "box") != 0)
         run_case(&o, o.quick ? "tg119_cshape 5mm" : "tg119_cshape", bench_default_spec(), NULL,
-                 o.quick ? 5.0 : 0.0, 1);
+                 o.quick ? 5.0 : 0.0, 0, 1);
     if ((only && strcmp(only, "tg119") == 0) || (o.quick && !only)) {
         bench_note(&o, "box phantom: not in --quick (IMRT_BENCH_CASES=box runs it)");
         return 0;
@@ -256,6 +268,9 @@ int main(int argc, char **argv)
                    o.arg ? o.arg : "../shared/data/BOXPHANTOM.mat");
         return 0;
     }
-    run_case(&o, "boxphantom (matRad settings)", BENCH_BOX_SPEC, abs, 0.0, runs);
+    run_case(&o, "boxphantom (matRad settings)", BENCH_BOX_SPEC, abs, 0.0, 0, runs);
+    /* the same plan with imrt's full scatter and default tolerance: the
+     * model's own answer, beside the peer-like one */
+    run_case(&o, "boxphantom (full scatter)", BENCH_BOX_SPEC, abs, 0.0, 1, runs);
     return 0;
 }

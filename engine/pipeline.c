@@ -459,14 +459,15 @@ imrt_status imrt_run_metrics_json(const imrt_run *run, json_t **out)
     const int64_t nnz = run->dij_nnz > 0 ? run->dij_nnz : d->nnz;
     root = json_pack(
         "{s:{s:s, s:[i,i,i], s:[f,f,f], s:[i,i,i], s:[f,f,f], s:[f,f,f]}, "
-        "s:{s:I, s:i, s:i, s:I, s:I, s:i, s:f}}",
+        "s:{s:I, s:i, s:i, s:I, s:I, s:i, s:f, s:f}}",
         "phantom", "name", run->phantom->name, "dims", pg->nx, pg->ny, pg->nz, "spacing_mm",
         pg->dx, pg->dy, pg->dz, "dose_dims", dg->nx, dg->ny, dg->nz, "dose_spacing_mm", dg->dx,
         dg->dy, dg->dz, "origin_mm", pg->origin[0], pg->origin[1], pg->origin[2], "dij",
         "voxels", (json_int_t)d->nrows, "beamlets", (int)d->ncols, "scatter_map_columns",
         (int)d->nvirt, "nnz", (json_int_t)nnz,
         "bytes", (json_int_t)imrt_dij_bytes(d->nrows, d->ncols, nnz, d->nbeams), "beams",
-        d->nbeams, "beamlet_mm", d->beamlet_mm);
+        d->nbeams, "beamlet_mm", d->beamlet_mm, "lateral_cutoff_mm",
+        d->nvirt > 0 && d->smap ? d->smap[0].cutoff : 0.0);
     if (!root)
         IMRT_FAIL(IMRT_ERR_NOMEM, "cannot build metrics.json");
     IMRT_TRY(imrt_compare_metrics_json(run->imrt.metrics, run->crt.metrics, &plans));

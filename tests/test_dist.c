@@ -190,7 +190,9 @@ static void *rank_main(void *arg)
     return NULL;
 }
 
-static void compare_with_single(const char *spec, int nprocs)
+/* lateral > 0: the plan with that lateral cut-off (the maps' interval
+ * tables then come from the combined layout on every process). */
+static void compare_with_single(const char *spec, int nprocs, double lateral)
 {
     imrt_run *run = NULL;
     imrt_context *ctx = NULL;
@@ -198,7 +200,11 @@ static void compare_with_single(const char *spec, int nprocs)
     assert_ok(imrt_context_create(&ctx));
     assert_ok(imrt_context_set_threads(ctx, 1));
     assert_ok(imrt_run_load(spec, NULL, &run));
+    if (lateral > 0.0)
+        run->plan->lateral_cutoff_mm = lateral;
     assert_ok(imrt_run_dij(ctx, run));
+    if (lateral > 0.0)
+        assert_true(run->dij->nvirt > 0 && run->dij->smap[0].cutoff == lateral);
     const imrt_dij *D = run->dij;
     const int32_t n = D->ncols;
     const int64_t nvox = imrt_grid_nvox(&D->grid);
@@ -293,13 +299,19 @@ static void compare_with_single(const char *spec, int nprocs)
 static void test_two_processes(void **state)
 {
     (void)state;
-    compare_with_single("tests/mpi/cshape_constraint.json", 2);
+    compare_with_single("tests/mpi/cshape_constraint.json", 2, 0.0);
 }
 
 static void test_three_processes(void **state)
 {
     (void)state;
-    compare_with_single("tests/mpi/cshape.json", 3);
+    compare_with_single("tests/mpi/cshape.json", 3, 0.0);
+}
+
+static void test_three_processes_lateral_cutoff(void **state)
+{
+    (void)state;
+    compare_with_single("tests/mpi/cshape.json", 3, 40.0);
 }
 
 int main(void)
@@ -309,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_set_comm_checks),
         cmocka_unit_test(test_two_processes),
         cmocka_unit_test(test_three_processes),
+        cmocka_unit_test(test_three_processes_lateral_cutoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

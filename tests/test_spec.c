@@ -10,6 +10,7 @@
  * (the line holding the offending token), not taken from the reader.
  */
 #include "imrt/alloc.h"
+#include "imrt/dose.h"
 #include "imrt/phantom.h"
 #include "imrt/plan.h"
 #include "imrt/spec.h"
@@ -271,6 +272,7 @@ static void test_plan_part(void **state)
     assert_close(plan->beamlet_margin_mm, 5.0, 0, 1e-12); /* default */
     assert_close(plan->dose_grid_mm[2], 5.0, 0, 1e-12);
     assert_close(plan->cutoff, 0.002, 0, 1e-15);
+    assert_true(plan->lateral_cutoff_mm == 0.0); /* absent: none */
     assert_int_equal(plan->nobjectives, 4);
     assert_int_equal(plan->objectives[0].kind, IMRT_OBJ_SQ_DEVIATION);
     assert_close(plan->objectives[0].weight, 100.0, 0, 1e-12);
@@ -592,10 +594,50 @@ static void test_allocation_failures(void **state)
     free(text);
 }
 
+/* lateral_cutoff_mm: parsed into the plan; outside [20, 1000] mm refused. */
+static void test_lateral_cutoff_key(void **state)
+{
+    (void)state;
+    size_t len = 0;
+    char *text = read_text("tests/specs/small.json", &len);
+    const char *key = "\"cutoff\": 0.002";
+    char *at = strstr(text, key);
+    assert_non_null(at);
+    const double vals[3] = {50.0, 19.9, 1000.5};
+    for (int i = 0; i < 3; i++) {
+        char *buf = malloc(len + 64);
+        const size_t head = (size_t)(at - text);
+        memcpy(buf, text, head);
+        int n = snprintf(buf + head, 64, "\"cutoff\": 0.002, \"lateral_cutoff_mm\": %g", vals[i]);
+        strcpy(buf + head + (size_t)n, at + strlen(key));
+        imrt_phantom *p = NULL;
+        imrt_plan *plan = NULL;
+        imrt_status st = imrt_spec_parse(buf, strlen(buf), "small.json", NULL, NULL, &p, &plan,
+                                         NULL);
+        if (i == 0) {
+            assert_int_equal(st, IMRT_OK);
+            assert_true(plan->lateral_cutoff_mm == 50.0);
+            imrt_dose_options o;
+            imrt_dose_options_from_plan(plan, &o);
+            assert_true(o.lateral_cutoff_mm == 50.0);
+        } else {
+            assert_int_equal(st, IMRT_ERR_RANGE);
+            if (!strstr(imrt_last_error(), "lateral_cutoff_mm") ||
+                !strstr(imrt_last_error(), "[20, 1000]"))
+                fail_msg("message '%s' does not name the key and range", imrt_last_error());
+        }
+        imrt_plan_destroy(&plan);
+        imrt_phantom_destroy(&p);
+        free(buf);
+    }
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shipped_phantoms_load),
+        cmocka_unit_test(test_lateral_cutoff_key),
         cmocka_unit_test(test_phantom_volumes),
         cmocka_unit_test(test_grid_override),
         cmocka_unit_test(test_plan_part),

@@ -179,6 +179,12 @@ static void dij_seeds(const char *dir)
     CHECK(imrt_dij_scatter_prepare(d));
     snprintf(path, sizeof path, "%s/dij/seed_maps.bin", dir);
     dij_seed(d, path, 3);
+    /* format version 3: the same maps with a 30 mm lateral cut-off */
+    for (int b = 0; b < 2; b++)
+        d->smap[b].cutoff = 30.0;
+    CHECK(imrt_dij_scatter_prepare(d));
+    snprintf(path, sizeof path, "%s/dij/seed_maps_cut.bin", dir);
+    dij_seed(d, path, 3);
     imrt_dij_destroy(&d);
     CHECK(imrt_dij_alloc(&g, 0, 0, 0, 0, &d)); /* an empty dij */
     d->beamlet_mm = 5.0;
