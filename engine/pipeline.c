@@ -262,6 +262,18 @@ imrt_status imrt_run_set_dij(imrt_run *run, imrt_dij **dij)
                           "the dij has %d beams and %d beamlets, this spec's beams have %d and %d",
                           d->nbeams, d->ncols, imrt_beamset_nbeams(run->beams),
                           imrt_beamset_nbeamlets(run->beams));
+    /* the dose model: the maps' cut-off is held to whole micrometres */
+    const double dcut = d->nvirt > 0 && d->smap ? d->smap[0].cutoff : 0.0;
+    const double pcut = round(run->plan->lateral_cutoff_mm * 1000.0) / 1000.0;
+    if (dcut != pcut) {
+        char a[64] = "no lateral cut-off", b[64] = "none";
+        if (dcut > 0)
+            snprintf(a, sizeof a, "a lateral cut-off of %.6g mm", dcut);
+        if (pcut > 0)
+            snprintf(b, sizeof b, "%.6g mm", pcut);
+        return imrt_error(IMRT_ERR_ARG, "the dij was computed with %s, this spec asks for %s "
+                          "(lateral_cutoff_mm)", a, b);
+    }
     imrt_dij_destroy(&run->dij);
     run->dij = *dij;
     run->dij_nnz = run->dij->nnz;
