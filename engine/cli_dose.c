@@ -202,7 +202,8 @@ int imrt_cmd_dose(int argc, char **argv)
         "  --weights FILE   one weight per beamlet (white space or commas); default all 1\n"
         "  --machine FILE   machine description (JSON) instead of the generic 6 MV beam\n"
         "  --cutoff         the folded cut-off model (primary 1e-3, 20 mm window, far dose folded;\n"
-        "                   exact for a uniform fluence) instead of the exact model (default)\n"
+        "                   exact for a uniform fluence) instead of the exact model (default:\n"
+        "                   every beamlet, or those within the spec's lateral_cutoff_mm)\n"
         "  --max-memory SIZE  memory budget, e.g. 8G (default: 70% of physical memory);\n"
         "                   phantom and dose grid over it are refused before allocating\n";
     enum { OPT_WEIGHTS = OPT_FIRST_LOCAL, OPT_MACHINE, OPT_CUTOFF };
