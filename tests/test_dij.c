@@ -768,6 +768,21 @@ static void test_lateral_cutoff(void **state)
     double *xe = malloc((size_t)W * sizeof *xe), *ge = malloc((size_t)W * sizeof *ge),
            *g = malloc((size_t)n * sizeof *g);
     assert_ok(imrt_dij_expand(d, 2, x, xe));
+    {
+        /* the same nodes and pull-back with 1 and 3 threads, bit for bit */
+        double *xe1 = malloc((size_t)W * sizeof *xe1), *g1 = malloc((size_t)n * sizeof *g1),
+               *g3 = malloc((size_t)n * sizeof *g3);
+        assert_ok(imrt_dij_expand(d, 1, x, xe1));
+        assert_memory_equal(xe, xe1, (size_t)W * sizeof *xe);
+        assert_ok(imrt_dij_expand(d, 3, x, xe1));
+        assert_memory_equal(xe, xe1, (size_t)W * sizeof *xe);
+        assert_ok(imrt_dij_contract(d, 1, xe, g1, 0));
+        assert_ok(imrt_dij_contract(d, 3, xe, g3, 0));
+        assert_memory_equal(g1, g3, (size_t)n * sizeof *g1);
+        free(xe1);
+        free(g1);
+        free(g3);
+    }
     for (int b = 0; b < d->nbeams; b++) {
         const imrt_dij_smap *m = &d->smap[b];
         for (int pp = 0; pp < m->np; pp += 3) {
