@@ -17,6 +17,7 @@
 #include "case.h"
 #include "common.h"
 
+#include "dij_impl.h"
 #include "pencilbeam_impl.h"
 #include "util_impl.h"
 
@@ -75,7 +76,9 @@ static void run_estimate(void *a)
 }
 
 /* Evaluation only: every (row, beam) pair through the tabulated kernel,
- * values to scratch. Depths from the build's own depth cubes. */
+ * values to scratch, as the fill pass does it: with scatter maps the
+ * kernel evaluates the primary only and the scatter goes to the eight map
+ * entries. Depths from the build's own depth cubes. */
 typedef struct {
     const bench_case *c;
     const imrt_machine *m;
@@ -118,7 +121,15 @@ static void run_eval(void *a)
                 imrt_fspb_point P;
                 imrt_fspb_physics(e->m, e->cut, bs->beamlet_mm, u, v, scale,
                                   (double)e->depth[(int64_t)b * D->nrows + r], &P);
-                pairs += imrt_fspb_row_tab(&e->B[b], &P, work, col, val);
+                const double cs = P.pre * P.a, ss = P.ss;
+                if (e->cut->maps && D->smap) {
+                    P.pre *= 1.0 - P.a;
+                    P.a = 0.0;
+                }
+                const int64_t n = imrt_fspb_row_tab(&e->B[b], &P, work, col, val);
+                pairs += n;
+                if (e->cut->maps && D->smap && n > 0)
+                    pairs += imrt_dij_smap_entries(&D->smap[b], u, v, ss, cs, col, val);
             }
         }
         imrt_free(work);
