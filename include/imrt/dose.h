@@ -34,8 +34,8 @@
  * with maps gives no entries to a voxel whose projection lies farther than
  * the cut-off from the beam's beamlet box, and its maps hold the scatter of
  * the beamlets within the cut-off of each node (exact at the nodes); the
- * primary keeps its window, where the cut-off (>= 20 mm) removes only what
- * the primary threshold already has. A build without maps refuses it.
+ * primary keeps its window and folding (beyond R >= 20 mm only its tail at
+ * about the primary threshold remains). A build without maps refuses it.
  * Direct dose (imrt_dose_compute, imrt_dose_points) has no dij and
  * therefore no maps: with a cut-off it uses the folded model, otherwise
  * imrt_dose_options_exact() couples every voxel to every beamlet (the
