@@ -7,7 +7,18 @@
 
 #include "imrt/dose.h"
 
+#include <math.h>
 #include <stdint.h>
+
+/* The lateral cut-off as a dij holds it (imrt_dij_smap.cutoff): whole
+ * micrometres, as the file stores it, up to IMRT_DIJ_CUTOFF_MAX_UM; 0 =
+ * none. Options are rounded with it, so that a built and a loaded dij, and
+ * a spec compared with a dij, agree exactly. */
+#define IMRT_DIJ_CUTOFF_MAX_UM 10000000 /* 10 m: far beyond any field */
+static inline double imrt_dij_cutoff_held(double mm)
+{
+    return mm > 0.0 ? round(mm * 1000.0) / 1000.0 : 0.0;
+}
 
 /* imrt_dij_build, refused with IMRT_ERR_BUDGET (before allocating) when
  * held + the build's peak exceeds imrt_context_max_memory(ctx); held is

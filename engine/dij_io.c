@@ -5,6 +5,8 @@
  */
 #include "imrt/dij.h"
 
+#include "dij_impl.h"
+
 #include "util_impl.h"
 
 #include <errno.h>
@@ -22,7 +24,6 @@
 #define DIJ_HEADER_BYTES_V2 132u  /* versions 2 and 3: + i32 nvirt, i32 reserved (version 2,
                                      0) or the maps' lateral cut-off in um (version 3) */
 #define DIJ_BEAM_BYTES 104u        /* char[64] name + 5 doubles */
-#define IMRT_LATERAL_CUTOFF_MAX_UM 10000000 /* 10 m: far beyond any field */
 #define DIJ_SMAP_BYTES 56u         /* 4 x i32 (first, np, nq, nk) + 5 doubles */
 
 /* ---- little-endian packing ---------------------------------------------- */
@@ -230,11 +231,11 @@ imrt_status imrt_dij_save(const imrt_dij *d, const char *path)
      * 1 without scatter maps, 2 with maps without a lateral cut-off */
     const double cut_mm = d->nvirt > 0 && d->smap ? d->smap[0].cutoff : 0.0;
     const int version = d->nvirt <= 0 ? 1 : cut_mm > 0.0 ? IMRT_DIJ_FORMAT_VERSION : 2;
-    if (version == 3 && !(cut_mm <= IMRT_LATERAL_CUTOFF_MAX_UM / 1000.0 &&
-                          fabs(cut_mm * 1000.0 - round(cut_mm * 1000.0)) < 1e-6))
+    if (version == 3 && !(cut_mm <= IMRT_DIJ_CUTOFF_MAX_UM / 1000.0 &&
+                          cut_mm == imrt_dij_cutoff_held(cut_mm)))
         IMRT_FAIL(IMRT_ERR_ARG, "imrt_dij_save: the maps' lateral cut-off %.9g mm is not a "
                   "whole number of micrometres up to %g mm", cut_mm,
-                  IMRT_LATERAL_CUTOFF_MAX_UM / 1000.0);
+                  IMRT_DIJ_CUTOFF_MAX_UM / 1000.0);
     IMRT_ALLOC(beams_buf, (uint64_t)d->nbeams * DIJ_BEAM_BYTES + 1);
     IMRT_ALLOC(smap_buf, (uint64_t)d->nbeams * DIJ_SMAP_BYTES + 1);
     pack_beams(d, beams_buf);
@@ -376,7 +377,7 @@ imrt_status imrt_dij_load(const char *path, uint64_t max_bytes, imrt_dij **out)
     if (nrows < 0 || nrows > imrt_grid_nvox(&g) || ncols < 0 || nbeams < 0 ||
         nbeams > IMRT_MAX(ncols, 0) || nnz < 0 || !isfinite(beamlet_mm) || nvirt < 0 ||
         (version == 2 && reserved != 0) ||
-        (version >= 3 && (reserved < 1 || reserved > IMRT_LATERAL_CUTOFF_MAX_UM || nvirt < 1)) ||
+        (version >= 3 && (reserved < 1 || reserved > IMRT_DIJ_CUTOFF_MAX_UM || nvirt < 1)) ||
         (int64_t)ncols + nvirt > INT32_MAX || (version >= 2 && nbeams < 1))
         IMRT_FAIL(IMRT_ERR_FORMAT, "%s: inconsistent dij sizes (rows %lld, columns %d, map "
                   "columns %d, beams %d, entries %lld)", path, (long long)nrows, ncols, nvirt,

@@ -326,13 +326,6 @@ static int make_term(const objective *o, imrt_voxel_term *t)
     return 1;
 }
 
-#define IMRT_TRY_RET(e)                   \
-    do {                                  \
-        const imrt_status try_s_ = (e);   \
-        if (try_s_ != IMRT_OK)            \
-            return try_s_;                \
-    } while (0)
-
 /* out (ncols) = sum_i w_i D[rows_i], the map columns pulled back to the
  * beamlets (imrt_dij_contract). */
 static imrt_status rows_sum(imrt_objectives *s, int64_t n, const int64_t *rows, const double *w,

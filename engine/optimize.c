@@ -220,13 +220,6 @@ static double objective_cb(unsigned n, const double *x, double *grad, void *data
 
 /* ---- projected Newton-CG ------------------------------------------------------ */
 
-#define TRY_RET(expr)                     \
-    do {                                  \
-        imrt_status try_s_ = (expr);      \
-        if (try_s_ != IMRT_OK)            \
-            return try_s_;                \
-    } while (0)
-
 static double dot_v(const double *a, const double *b, int32_t n)
 {
     double s = 0.0;
@@ -294,7 +287,7 @@ static imrt_status scaled_hv(run_state *R, const double *c, const double *v, dou
     const int32_t n = R->n;
     for (int32_t j = 0; j < n; j++)
         tmp[j] = c[j] * v[j];
-    TRY_RET(imrt_objectives_hessian_vec(R->obj, tmp, out));
+    IMRT_TRY_RET(imrt_objectives_hessian_vec(R->obj, tmp, out));
     R->hessvec++;
     for (int32_t j = 0; j < n; j++)
         out[j] *= c[j];
@@ -336,7 +329,7 @@ static imrt_status qp_step(run_state *R, const double *x, const double *g, const
             p[j] = 1.0;
         double lam = 1.0;
         for (int it = 0; it < 8; it++) {
-            TRY_RET(scaled_hv(R, c, p, tmp, Ap));
+            IMRT_TRY_RET(scaled_hv(R, c, p, tmp, Ap));
             const double nrm = sqrt(dot_v(Ap, Ap, n)), pn = sqrt(dot_v(p, p, n));
             lam = nrm / fmax(pn, 1e-300);
             for (int32_t j = 0; j < n; j++)
@@ -349,7 +342,7 @@ static imrt_status qp_step(run_state *R, const double *x, const double *g, const
     while (k < R->o->cg_max && pp + bb > tol2) {
         k++;
         if (bb <= pp) {
-            TRY_RET(scaled_hv(R, c, p, tmp, Ap));
+            IMRT_TRY_RET(scaled_hv(R, c, p, tmp, Ap));
             const double pAp = dot_v(p, Ap, n);
             if (!(pAp > 0.0))
                 break;
@@ -385,7 +378,7 @@ static imrt_status qp_step(run_state *R, const double *x, const double *g, const
                         fa += 0.5 * ya * (gr[j] - af * Ap[j] + c[j] * g[j]);
                         yh[j] = fmax(lo[j], y[j] - acg * p[j]);
                     }
-                    TRY_RET(scaled_hv(R, c, yh, tmp, phi));
+                    IMRT_TRY_RET(scaled_hv(R, c, yh, tmp, phi));
                     double fc = 0.0;
                     for (int32_t j = 0; j < n; j++)
                         fc += 0.5 * yh[j] * (phi[j] + 2.0 * c[j] * g[j]);
@@ -415,7 +408,7 @@ static imrt_status qp_step(run_state *R, const double *x, const double *g, const
                     const double abar = 1.9 / R->lam;
                     for (int32_t j = 0; j < n; j++)
                         y[j] = fmax(lo[j], yh[j] - abar * phi[j]);
-                    TRY_RET(scaled_hv(R, c, y, tmp, Ap));
+                    IMRT_TRY_RET(scaled_hv(R, c, y, tmp, Ap));
                     double fe = 0.0;
                     for (int32_t j = 0; j < n; j++) {
                         gr[j] = Ap[j] + c[j] * g[j];
@@ -430,7 +423,7 @@ static imrt_status qp_step(run_state *R, const double *x, const double *g, const
             }
         } else {
             /* proportioning: release variables whose bound holds them back */
-            TRY_RET(scaled_hv(R, c, beta, tmp, Ap));
+            IMRT_TRY_RET(scaled_hv(R, c, beta, tmp, Ap));
             const double dAd = dot_v(beta, Ap, n);
             if (!(dAd > 0.0))
                 break;

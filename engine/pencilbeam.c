@@ -5,6 +5,7 @@
  * dose (voxels, points) for given beamlet weights, plus the machine's beam
  * data computed from the engine's own open-field dose in water.
  */
+#include "dij_impl.h"
 #include "pencilbeam_impl.h"
 
 #include "imrt/raytrace.h"
@@ -346,9 +347,7 @@ imrt_status imrt_fspb_resolve(const imrt_machine *m, const imrt_dose_options *op
                           IMRT_LATERAL_CUTOFF_MAX_MM);
     cut->map_pitch = o.map_pitch;
     cut->map_ratio = o.map_ratio > 0 ? o.map_ratio : 1.1;
-    /* held to whole micrometres, as a dij file stores it */
-    cut->lateral = o.lateral_cutoff_mm > 0 ? round(o.lateral_cutoff_mm * 1000.0) / 1000.0
-                                           : HUGE_VAL;
+    cut->lateral = o.lateral_cutoff_mm > 0 ? imrt_dij_cutoff_held(o.lateral_cutoff_mm) : HUGE_VAL;
     return IMRT_OK;
 }
 

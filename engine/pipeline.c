@@ -262,9 +262,9 @@ imrt_status imrt_run_set_dij(imrt_run *run, imrt_dij **dij)
                           "the dij has %d beams and %d beamlets, this spec's beams have %d and %d",
                           d->nbeams, d->ncols, imrt_beamset_nbeams(run->beams),
                           imrt_beamset_nbeamlets(run->beams));
-    /* the dose model: the maps' cut-off is held to whole micrometres */
+    /* the dose model */
     const double dcut = d->nvirt > 0 && d->smap ? d->smap[0].cutoff : 0.0;
-    const double pcut = round(run->plan->lateral_cutoff_mm * 1000.0) / 1000.0;
+    const double pcut = imrt_dij_cutoff_held(run->plan->lateral_cutoff_mm);
     if (dcut != pcut) {
         char a[64] = "no lateral cut-off", b[64] = "none";
         if (dcut > 0)

@@ -104,10 +104,11 @@ imrt_status imrt_dij_smap_check(const imrt_dij *d)
                               "pitch or sigma levels (h %g mm, s0 %g mm, ln ratio %g)", b, m->h,
                               m->s0, m->ln_ratio);
         if (!(m->cutoff == d->smap[0].cutoff &&
-              (m->cutoff == 0.0 || (m->cutoff >= 1e-3 && m->cutoff <= 1e7))))
+              (m->cutoff == 0.0 ||
+               (m->cutoff >= 1e-3 && m->cutoff <= IMRT_DIJ_CUTOFF_MAX_UM / 1000.0))))
             return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d has a lateral cut-off of "
-                              "%g mm (allowed: 0 or 0.001..1e7, the same for every beam)", b,
-                              m->cutoff);
+                              "%g mm (allowed: 0 or 0.001..%g, the same for every beam)", b,
+                              m->cutoff, IMRT_DIJ_CUTOFF_MAX_UM / 1000.0);
         const int64_t nodes = (int64_t)m->np * m->nq * m->nk;
         if (nodes > IMRT_DIJ_MAX_MAP_NODES_BEAM)
             return imrt_error(IMRT_ERR_FORMAT, "scatter map of beam %d has %lld nodes (at most "

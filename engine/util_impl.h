@@ -33,6 +33,14 @@
         }                                 \
     } while (0)
 
+/* In functions without a cleanup label: return the status of a failed call. */
+#define IMRT_TRY_RET(expr)                \
+    do {                                  \
+        imrt_status imrt_try_s_ = (expr); \
+        if (imrt_try_s_ != IMRT_OK)       \
+            return imrt_try_s_;           \
+    } while (0)
+
 #define IMRT_ALLOC(ptr, n)                                                     \
     do {                                                                       \
         (ptr) = imrt_calloc((size_t)(n), sizeof *(ptr));                       \

@@ -594,6 +594,29 @@ static void test_file_round_trip_and_corruption(void **state)
 /* The scatter maps: the adjoint identity <contract(ge), x> = <ge, expand(x)>,
  * expand against the sum of the definition (imrt/dij.h), the same for any
  * thread count, and a map dij saved (format version 2) and loaded. */
+/* Weight of beamlet j at node (p, q, k) of map m by the definition in
+ * imrt/dij.h: P(du; s_k) P(dv; s_k), 0 beyond the map's lateral cut-off. */
+static double node_weight(const imrt_dij *d, const imrt_dij_smap *m, int32_t j, int p, int q,
+                          int k)
+{
+    const double w = d->beamlet_mm, c = 1 / (sqrt(2.0) * m->s0 * exp(k * m->ln_ratio));
+    const double du = m->u0 + p * m->h - (double)d->bixel_uv[2 * j],
+                 dv = m->v0 + q * m->h - (double)d->bixel_uv[2 * j + 1];
+    if (m->cutoff > 0 && du * du + dv * dv > m->cutoff * m->cutoff)
+        return 0.0;
+    return 0.25 * (erf((du + w / 2) * c) - erf((du - w / 2) * c)) *
+           (erf((dv + w / 2) * c) - erf((dv - w / 2) * c));
+}
+
+/* Node (p, q, k) of beam b's map for the fluence x, by the definition. */
+static double node_value(const imrt_dij *d, int b, const double *x, int p, int q, int k)
+{
+    double sum = 0;
+    for (int32_t j = d->beam_start[b]; j < d->beam_start[b + 1]; j++)
+        sum += x[j] * node_weight(d, &d->smap[b], j, p, q, k);
+    return sum;
+}
+
 static void test_scatter_maps(void **state)
 {
     (void)state;
@@ -615,16 +638,8 @@ static void test_scatter_maps(void **state)
     for (int b = 0; b < d->nbeams; b++) {
         const imrt_dij_smap *m = &d->smap[b];
         const int pp = m->np / 2, qq = m->nq / 3, kk = m->nk - 1;
-        const double sk = m->s0 * exp(kk * m->ln_ratio), w = d->beamlet_mm;
-        const double u = m->u0 + pp * m->h, v = m->v0 + qq * m->h, k = 1 / (sqrt(2.0) * sk);
-        double want = 0;
-        for (int32_t j = d->beam_start[b]; j < d->beam_start[b + 1]; j++) {
-            const double du = u - (double)d->bixel_uv[2 * j], dv = v - (double)d->bixel_uv[2 * j + 1];
-            want += x[j] * 0.25 * (erf((du + w / 2) * k) - erf((du - w / 2) * k)) *
-                    (erf((dv + w / 2) * k) - erf((dv - w / 2) * k));
-        }
         const double got = xe[m->first + pp + m->np * (qq + m->nq * kk)];
-        assert_close(got, want, 1e-6, 1e-12); /* bixel_uv are floats */
+        assert_close(got, node_value(d, b, x, pp, qq, kk), 1e-6, 1e-12); /* bixel_uv are floats */
     }
     /* adjoint */
     uint64_t seed = 12345;
@@ -787,18 +802,8 @@ static void test_lateral_cutoff(void **state)
         const imrt_dij_smap *m = &d->smap[b];
         for (int pp = 0; pp < m->np; pp += 3) {
             const int qq = m->nq / 2, kk = m->nk / 2;
-            const double sk = m->s0 * exp(kk * m->ln_ratio), w = d->beamlet_mm;
-            const double u = m->u0 + pp * m->h, v = m->v0 + qq * m->h, k = 1 / (sqrt(2.0) * sk);
-            double want = 0;
-            for (int32_t jb = d->beam_start[b]; jb < d->beam_start[b + 1]; jb++) {
-                const double du = u - (double)d->bixel_uv[2 * jb],
-                             dv = v - (double)d->bixel_uv[2 * jb + 1];
-                if (du * du + dv * dv > R * R)
-                    continue;
-                want += x[jb] * 0.25 * (erf((du + w / 2) * k) - erf((du - w / 2) * k)) *
-                        (erf((dv + w / 2) * k) - erf((dv - w / 2) * k));
-            }
-            assert_close(xe[m->first + pp + m->np * (qq + m->nq * kk)], want, 1e-6, 1e-12);
+            assert_close(xe[m->first + pp + m->np * (qq + m->nq * kk)],
+                         node_value(d, b, x, pp, qq, kk), 1e-6, 1e-12);
         }
     }
     uint64_t seed = 777;
@@ -822,21 +827,13 @@ static void test_lateral_cutoff(void **state)
              * its squared node weight, the nodes beyond R excluded */
             const imrt_dij_smap *m = &d->smap[0];
             for (int32_t jj = d->beam_start[0]; jj < d->beam_start[1]; jj += 7) {
-                const double w = d->beamlet_mm;
                 double want = ge[jj];
-                for (int kk = 0; kk < m->nk; kk++) {
-                    const double k = 1 / (sqrt(2.0) * m->s0 * exp(kk * m->ln_ratio));
+                for (int kk = 0; kk < m->nk; kk++)
                     for (int qq = 0; qq < m->nq; qq++)
                         for (int pp = 0; pp < m->np; pp++) {
-                            const double du = m->u0 + pp * m->h - (double)d->bixel_uv[2 * jj],
-                                         dv = m->v0 + qq * m->h - (double)d->bixel_uv[2 * jj + 1];
-                            if (du * du + dv * dv > R * R)
-                                continue;
-                            const double wt = 0.25 * (erf((du + w / 2) * k) - erf((du - w / 2) * k)) *
-                                              (erf((dv + w / 2) * k) - erf((dv - w / 2) * k));
+                            const double wt = node_weight(d, m, jj, pp, qq, kk);
                             want += ge[m->first + pp + m->np * (qq + m->nq * kk)] * wt * wt;
                         }
-                }
                 assert_close(g[jj], want, 1e-5, 1e-12);
             }
         }
