@@ -7,7 +7,8 @@
  * entry instead of 8; "time_ratio_int32" = its time over the 32-bit
  * kernel's). Bandwidth = bytes the kernel must move from memory (values
  * and indices of the rows it reads, row offsets, the per-row
- * input/output), as % of the same run's STREAM read.
+ * input/output, and the workspace's 2-byte pair-table entry per row when
+ * the dij has pair sections), as % of the same run's STREAM read.
  */
 #include "case.h"
 #include "common.h"
@@ -198,14 +199,27 @@ int main(int argc, char **argv)
                100.0 * (double)scat / (double)D->nrows,
                100.0 * (double)scat_nnz / (double)D->nnz);
 
-    const double b_rows = 16.0 * (double)m; /* rowptr + per-row input or output */
+    /* pair sections (a dij with scatter maps): the kernels also read the
+     * workspace's 2-byte table entry of every row they read */
+    int paired = 0;
+    {
+        imrt_spmv_ws *ws = NULL;
+        if (imrt_spmv_ws_create(D, 1, 1, NULL, &ws) != IMRT_OK)
+            bench_fail("bench_spmv: %s", imrt_last_error());
+        paired = imrt_spmv_ws_paired(ws, D);
+        imrt_spmv_ws_destroy(&ws);
+    }
+    bench_note(&o, "pair sections (one 16-byte access per pair of adjacent map columns): %s",
+               paired ? "yes, in every row" : "no");
+    const double b_rows = (paired ? 18.0 : 16.0) * (double)m; /* rowptr + per-row input or
+                                                                  output (+ pair table) */
     const double b_mv = 8.0 * (double)D->nnz + b_rows;
     /* two-pass: D·x over every row, then D^T·w over the rows with w != 0 */
     const double b_two = b_mv + 8.0 * (double)scat_nnz + 16.0 * (double)m;
     double b_fused[NPROG];
     for (int i = 0; i < NPROG; i++)
         b_fused[i] = 8.0 * (double)progs[i].active_nnz + 2.0 * (double)m +
-                     16.0 * (double)progs[i].active_rows;
+                     (paired ? 18.0 : 16.0) * (double)progs[i].active_rows;
 
     double b_fused16[NPROG];
     for (int i = 0; i < NPROG; i++)

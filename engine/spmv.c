@@ -43,6 +43,49 @@ void imrt_spmv_kernels_select(imrt_spmv_kernels *k, const imrt_context *ctx)
         imrt_spmv_kernels_optimised(k);
 }
 
+/* The pair table of D (spmv_impl.h) in ws->lead, or none: every row's
+ * entries from its first scatter-map column on must be pairs of adjacent
+ * columns (as the dij build stores a voxel's map nodes p, p + 1), and the
+ * entries before them at most 65535. One read of the column indices,
+ * shared out among the threads. Errors: IMRT_ERR_NOMEM. */
+static imrt_status pair_table(imrt_spmv_ws *ws, const imrt_dij *D)
+{
+    imrt_status status = IMRT_OK;
+    if (D->nvirt <= 0 || D->nnz <= 0 || !D->col)
+        return IMRT_OK;
+    uint16_t *lead = NULL;
+    IMRT_ALLOC(lead, (size_t)D->nrows);
+    const int64_t *rowptr = D->rowptr;
+    const int32_t *col = D->col;
+    const int32_t ncols = D->ncols;
+    int ok = 1;
+#pragma omp parallel for num_threads(ws->threads) schedule(static) reduction(&& : ok)
+    for (int64_t r = 0; r < D->nrows; r++) {
+        const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
+        int64_t lo = k0, hi = k1; /* first entry with a map column (sorted rows) */
+        while (lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            if (col[mid] < ncols)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        int row_ok = lo - k0 <= UINT16_MAX && (k1 - lo) % 2 == 0;
+        for (int64_t k = lo; row_ok && k < k1; k += 2)
+            row_ok = (int64_t)col[k + 1] == (int64_t)col[k] + 1;
+        lead[r] = row_ok ? (uint16_t)(lo - k0) : 0;
+        ok = ok && row_ok;
+    }
+    if (ok) {
+        ws->lead = lead;
+        ws->paired = imrt_spmv_tie_to(D);
+        lead = NULL;
+    }
+cleanup:
+    imrt_free(lead);
+    return status;
+}
+
 imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
                                 const uint16_t *row_class, imrt_spmv_ws **out)
 {
@@ -95,6 +138,7 @@ imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
     }
     while (c <= nchunks)
         ws->split[c++] = D->nrows;
+    IMRT_TRY(pair_table(ws, D));
     *out = ws;
     ws = NULL;
 cleanup:
@@ -109,6 +153,7 @@ void imrt_spmv_ws_destroy(imrt_spmv_ws **ws)
     imrt_free((*ws)->split);
     imrt_free((*ws)->acc);
     imrt_free((*ws)->col16);
+    imrt_free((*ws)->lead);
     imrt_free(*ws);
     *ws = NULL;
 }
@@ -146,9 +191,7 @@ imrt_status imrt_spmv_ws_pack(imrt_spmv_ws *ws, const imrt_dij *D)
         c16[k] = (uint16_t)col[k];
     imrt_free(ws->col16);
     ws->col16 = c16;
-    ws->packed = D;
-    ws->packed_rowptr = D->rowptr;
-    ws->packed_nnz = D->nnz;
+    ws->packed = imrt_spmv_tie_to(D);
     c16 = NULL;
 cleanup:
     imrt_free(c16);
@@ -158,6 +201,11 @@ cleanup:
 int imrt_spmv_ws_packed(const imrt_spmv_ws *ws, const imrt_dij *D)
 {
     return imrt_spmv_ws_col16(ws, D) != NULL;
+}
+
+int imrt_spmv_ws_paired(const imrt_spmv_ws *ws, const imrt_dij *D)
+{
+    return imrt_spmv_ws_lead(ws, D) != NULL;
 }
 
 imrt_status imrt_spmv_check(const imrt_dij *D)

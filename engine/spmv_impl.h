@@ -24,6 +24,25 @@
 #define IMRT_SPMV_CHUNKS_PER_THREAD 8
 #define IMRT_SPMV_ACC_SHARE 64
 
+/* The dij a workspace table was made from: the tables are used only while
+ * the kernel's dij is that one (same arrays and size). */
+typedef struct {
+    const imrt_dij *dij;
+    const int64_t *rowptr;
+    const int32_t *col;
+    int64_t nnz;
+} imrt_spmv_tie;
+
+static inline imrt_spmv_tie imrt_spmv_tie_to(const imrt_dij *D)
+{
+    return (imrt_spmv_tie){D, D->rowptr, D->col, D->nnz};
+}
+
+static inline int imrt_spmv_tied(const imrt_spmv_tie *t, const imrt_dij *D)
+{
+    return t->dij == D && t->rowptr == D->rowptr && t->col == D->col && t->nnz == D->nnz;
+}
+
 struct imrt_spmv_ws {
     int threads;     /* team size */
     int nchunks;     /* chunks of rows (1, or threads x 1..IMRT_SPMV_CHUNKS_PER_THREAD), one
@@ -35,20 +54,27 @@ struct imrt_spmv_ws {
     int64_t *split;  /* nchunks + 1 row offsets: chunk c is rows split[c] .. split[c+1]-1 */
     double *acc;     /* nchunks * block doubles, 64-byte aligned blocks */
     /* Compact column indices (imrt_spmv_ws_pack), or NULL: col16[k] ==
-     * D->col[k] for the dij `packed` (compared by address, rowptr and nnz). */
-    uint16_t *col16;         /* packed_nnz entries */
-    const imrt_dij *packed;  /* the dij they were made from */
-    const int64_t *packed_rowptr;
-    int64_t packed_nnz;
+     * D->col[k] for the dij `packed`. */
+    uint16_t *col16; /* packed_nnz entries */
+    imrt_spmv_tie packed;
+    /* Pair sections (dij with scatter maps), or NULL: row r's entries from
+     * rowptr[r] + lead[r] to its end are pairs of adjacent columns,
+     * col[k + 1] == col[k] + 1 for every even k - rowptr[r] - lead[r]
+     * (imrt_spmv_ws_create checks every row, or leaves this NULL). */
+    uint16_t *lead;  /* nrows entries */
+    imrt_spmv_tie paired;
 };
 
 /* Compact indices for D from ws, or NULL when the workspace has none for it. */
 static inline const uint16_t *imrt_spmv_ws_col16(const imrt_spmv_ws *ws, const imrt_dij *D)
 {
-    return (ws && ws->col16 && ws->packed == D && ws->packed_rowptr == D->rowptr &&
-            ws->packed_nnz == D->nnz)
-               ? ws->col16
-               : NULL;
+    return (ws && ws->col16 && imrt_spmv_tied(&ws->packed, D)) ? ws->col16 : NULL;
+}
+
+/* Pair table for D from ws, or NULL. */
+static inline const uint16_t *imrt_spmv_ws_lead(const imrt_spmv_ws *ws, const imrt_dij *D)
+{
+    return (ws && ws->lead && imrt_spmv_tied(&ws->paired, D)) ? ws->lead : NULL;
 }
 
 /* Derivative contributed by one term at dose d (see imrt_voxel_term). */

@@ -3,7 +3,8 @@
  * reference, the adjoint identity <D x, w> = <x, D^T w>, the fused pass
  * against the two-pass form built from the reference kernels, bitwise
  * determinism for a fixed thread count, agreement across thread counts,
- * the CSR check and the workspace's allocation failures.
+ * the pair sections of a dij with scatter maps, the CSR check and the
+ * workspace's allocation failures.
  */
 #include "imrt/context.h"
 #include "imrt/spmv.h"
@@ -392,6 +393,180 @@ static void test_packed_indices_bitwise_equal(void **state)
     tdu_free(&D);
 }
 
+/* A dij shaped like one with scatter maps: each row has entries in the
+ * beamlet columns 0..nlead-1 at random (density dl; rows of every length
+ * mod 8, some without), then pairs of adjacent map columns (c, c + 1) in
+ * nlead..nlead+nmap-1 at random places that never overlap (density dm,
+ * some rows without). Rows r % 97 == 5 are empty. */
+static void make_paired_dij(imrt_dij *D, int64_t nrows, int32_t nlead, int32_t nmap, double dl,
+                            double dm, uint64_t seed)
+{
+    const int64_t cap = nrows * (int64_t)(nlead + nmap);
+    assert_int_equal(tdu_alloc(D, nrows, nlead, cap, 16, 16, (int)((nrows + 255) / 256)), 0);
+    D->nvirt = nmap;
+    uint64_t s = seed;
+    int64_t k = 0;
+    for (int64_t r = 0; r < nrows; r++) {
+        D->rowptr[r] = k;
+        if (r % 97 == 5)
+            continue;
+        for (int32_t j = 0; j < nlead; j++)
+            if (tdu_uniform(&s) < dl) {
+                D->col[k] = j;
+                D->val[k++] = (float)(0.01 + tdu_uniform(&s));
+            }
+        for (int32_t c = nlead; c + 1 < nlead + nmap; c++)
+            if (tdu_uniform(&s) < dm) {
+                for (int h = 0; h < 2; h++) {
+                    D->col[k] = c + h;
+                    D->val[k++] = (float)(0.01 + tdu_uniform(&s));
+                }
+                c++;
+            }
+    }
+    D->rowptr[nrows] = k;
+    D->nnz = k;
+    assert_ok(imrt_spmv_check(D));
+}
+
+/* Rows that end in pairs of adjacent map columns (a dij with scatter maps):
+ * the workspace finds them, and every optimised kernel with them agrees
+ * with the reference, bitwise with 16-bit indices, bitwise run to run and
+ * to rounding across thread counts. A dij where one row breaks the pattern
+ * (a lone map entry, or pairs that are not adjacent) gets no pair table
+ * and the same answers; a workspace never applies its table to another
+ * dij. */
+static void test_pair_sections(void **state)
+{
+    (void)state;
+    imrt_dij D;
+    make_paired_dij(&D, 2500, 70, 260, 0.2, 0.06, 91);
+    const size_t m = (size_t)D.nrows, n = (size_t)imrt_dij_width(&D);
+    test_program tp;
+    make_program(&tp, D.nrows);
+    double *x = random_vec(n, 0.0, 0.2, 11), *w = random_vec(m, -1.0, 1.0, 12);
+    const int64_t nl = 300;
+    int64_t *rows = imrt_calloc((size_t)nl, sizeof *rows);
+    uint64_t s = 13;
+    for (int64_t i = 0; i < nl; i++)
+        rows[i] = (int64_t)(tdu_uniform(&s) * (double)m);
+    imrt_spmv_kernels ref, opt;
+    imrt_spmv_kernels_reference(&ref);
+    imrt_spmv_kernels_optimised(&opt);
+    double *d0 = imrt_calloc(m, sizeof(double)), *g0 = imrt_calloc(3 * n, sizeof(double));
+    double *t0 = imrt_calloc(n, sizeof(double)), *r0 = imrt_calloc(n, sizeof(double));
+    double *dm = imrt_calloc(m, sizeof(double));
+    ref.fused(&D, x, &tp.p, d0, g0, NULL);
+    ref.rmatvec(&D, w, t0, NULL);
+    ref.rows(&D, nl, rows, w, r0, NULL);
+    ref.matvec(&D, x, dm, NULL);
+
+    /* the pattern: pairs after the beamlet columns, in rows of all shapes */
+    int64_t pairs = 0, odd_lead = 0;
+    for (int64_t r = 0; r < D.nrows; r++) {
+        int64_t k = D.rowptr[r];
+        while (k < D.rowptr[r + 1] && D.col[k] < D.ncols)
+            k++;
+        pairs += (D.rowptr[r + 1] - k) / 2;
+        odd_lead += (k - D.rowptr[r]) % 2;
+    }
+    assert_true(pairs > 10000 && odd_lead > 500);
+
+    double *d[2], *g[2], *t[2], *rr[2], *dd[2];
+    for (int i = 0; i < NTC; i++) {
+        for (int v = 0; v < 2; v++) {
+            imrt_spmv_ws *ws = NULL;
+            assert_ok(imrt_spmv_ws_create(&D, thread_counts[i], 3, tp.rc, &ws));
+            assert_int_equal(imrt_spmv_ws_paired(ws, &D), 1);
+            if (v)
+                assert_ok(imrt_spmv_ws_pack(ws, &D));
+            d[v] = imrt_calloc(m, sizeof(double)), g[v] = imrt_calloc(3 * n, sizeof(double));
+            t[v] = imrt_calloc(n, sizeof(double)), rr[v] = imrt_calloc(n, sizeof(double));
+            dd[v] = imrt_calloc(m, sizeof(double));
+            opt.fused(&D, x, &tp.p, d[v], g[v], ws);
+            opt.rmatvec(&D, w, t[v], ws);
+            opt.rows(&D, nl, rows, w, rr[v], ws);
+            opt.matvec(&D, x, dd[v], ws);
+            imrt_spmv_ws_destroy(&ws);
+        }
+        for (size_t r = 0; r < m; r++)
+            if (tp.rc[r])
+                assert_close(d[0][r], d0[r], 1e-13, 1e-300);
+        assert_true(rel_diff(dd[0], dm, m) < KERNEL_TOL);
+        assert_true(rel_diff(g[0], g0, 3 * n) < KERNEL_TOL);
+        assert_true(rel_diff(t[0], t0, n) < KERNEL_TOL);
+        assert_true(rel_diff(rr[0], r0, n) < KERNEL_TOL);
+        assert_memory_equal(d[0], d[1], m * sizeof(double));
+        assert_memory_equal(g[0], g[1], 3 * n * sizeof(double));
+        assert_memory_equal(t[0], t[1], n * sizeof(double));
+        assert_memory_equal(rr[0], rr[1], n * sizeof(double));
+        assert_memory_equal(dd[0], dd[1], m * sizeof(double));
+        for (int v = 0; v < 2; v++)
+            imrt_free(d[v]), imrt_free(g[v]), imrt_free(t[v]), imrt_free(rr[v]),
+                imrt_free(dd[v]);
+    }
+
+    /* two beamlet and three map columns: row 0 = {0} + pair {2, 3}; row 1
+     * as given: pairs may start at any map column, a lone map entry or two
+     * map entries that are not adjacent leave the workspace without a
+     * table, and the kernels still give the reference's answers */
+    static const struct {
+        double row1[5];
+        int paired;
+    } shapes[] = {
+        {{0, 0, 0, 1.5, 2.5}, 1}, /* pair {3, 4} */
+        {{1, 0, 0, 0, 0}, 1},     /* beamlet column only */
+        {{0, 0, 1.5, 0, 0}, 0},   /* lone map entry */
+        {{0, 0, 1.5, 0, 2.5}, 0}, /* map entries 2 and 4 */
+        {{1, 1, 1, 1, 1}, 0},     /* three map entries */
+    };
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        double A[10] = {0.5, 0, 0.25, 0.75, 0};
+        memcpy(A + 5, shapes[c].row1, sizeof shapes[c].row1);
+        imrt_dij S;
+        assert_int_equal(tdu_from_dense(&S, 2, 5, A), 0);
+        S.ncols = 2;
+        S.nvirt = 3;
+        imrt_spmv_ws *ws = NULL;
+        assert_ok(imrt_spmv_ws_create(&S, 1, 1, NULL, &ws));
+        assert_int_equal(imrt_spmv_ws_paired(ws, &S), shapes[c].paired);
+        const double xs[5] = {1.0, 2.0, 3.0, 5.0, 7.0};
+        double ds[2], dr[2];
+        ref.matvec(&S, xs, dr, NULL);
+        opt.matvec(&S, xs, ds, ws);
+        assert_close(dr[0], 0.5 + 0.75 + 3.75, 1e-15, 0);
+        assert_close(ds[0], dr[0], 1e-15, 0);
+        assert_close(ds[1], dr[1], 1e-15, 0);
+        imrt_spmv_ws_destroy(&ws);
+        tdu_free(&S);
+    }
+
+    /* the table of one dij is never applied to another of the same shape */
+    imrt_dij E;
+    make_paired_dij(&E, 2500, 70, 260, 0.2, 0.06, 92);
+    imrt_spmv_ws *ws = NULL;
+    assert_ok(imrt_spmv_ws_create(&D, 2, 1, NULL, &ws));
+    assert_int_equal(imrt_spmv_ws_paired(ws, &D), 1);
+    assert_int_equal(imrt_spmv_ws_paired(ws, &E), 0);
+    double *de = imrt_calloc(m, sizeof(double)), *dr = imrt_calloc(m, sizeof(double));
+    ref.matvec(&E, x, dr, NULL);
+    opt.matvec(&E, x, de, ws);
+    assert_true(rel_diff(de, dr, m) < KERNEL_TOL);
+    imrt_spmv_ws_destroy(&ws);
+    /* the table's allocation (the workspace's fourth) failing fails the
+     * workspace, which leaks nothing */
+    imrt_alloc_fail_after(4);
+    assert_int_equal(imrt_spmv_ws_create(&D, 2, 1, NULL, &ws), IMRT_ERR_NOMEM);
+    imrt_alloc_fail_after(0);
+    assert_null(ws);
+    imrt_free(de), imrt_free(dr);
+    tdu_free(&E);
+
+    imrt_free(d0), imrt_free(g0), imrt_free(t0), imrt_free(r0), imrt_free(dm);
+    imrt_free(rows), imrt_free(tp.rc), imrt_free(x), imrt_free(w);
+    tdu_free(&D);
+}
+
 static void test_split_balances_nonzeros(void **state)
 {
     (void)state;
@@ -537,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_fused_matches_two_pass),
         cmocka_unit_test(test_determinism_and_thread_counts),
         cmocka_unit_test(test_packed_indices_bitwise_equal),
+        cmocka_unit_test(test_pair_sections),
         cmocka_unit_test(test_split_balances_nonzeros),
         cmocka_unit_test(test_dose_entry_point_and_kernel_choice),
         cmocka_unit_test(test_check_rejects_bad_csr),

@@ -92,8 +92,14 @@ typedef struct imrt_spmv_ws imrt_spmv_ws;
 /* Create a workspace for dij D for `threads` threads (>= 1) and
  * `nchannels` accumulators per chunk (>= 1). When row_class is not NULL,
  * the chunks balance the non-zeros of rows with row_class[r] != 0 only
- * (the rows a fused pass with that program reads). The dij must stay
- * unchanged while the workspace is in use.
+ * (the rows a fused pass with that program reads). For a dij with scatter
+ * maps (nvirt > 0) it also reads the column indices once to find each
+ * row's pair section: from the first map column on, a row whose entries
+ * come in pairs of adjacent columns (as the dij build stores a voxel's
+ * map nodes) lets the optimised kernels read and update each pair with
+ * one 16-byte access (2 bytes per row kept; imrt_spmv_ws_paired tells).
+ * Results agree with the reference to rounding either way. The dij must
+ * stay unchanged while the workspace is in use.
  * Errors: IMRT_ERR_ARG (NULL D/out, threads or nchannels < 1),
  * IMRT_ERR_NOMEM. */
 imrt_status imrt_spmv_ws_create(const imrt_dij *D, int threads, int nchannels,
@@ -122,6 +128,10 @@ imrt_status imrt_spmv_ws_pack(imrt_spmv_ws *ws, const imrt_dij *D);
 
 /* 1 when the workspace holds a compact index copy for D, else 0. */
 int imrt_spmv_ws_packed(const imrt_spmv_ws *ws, const imrt_dij *D);
+
+/* 1 when the workspace found pair sections in every row of D (see
+ * imrt_spmv_ws_create) and the kernels use them, else 0. */
+int imrt_spmv_ws_paired(const imrt_spmv_ws *ws, const imrt_dij *D);
 
 /* ---- kernels ------------------------------------------------------------ */
 
