@@ -35,6 +35,17 @@ static double *random_vec(size_t n, double lo, double hi, uint64_t seed)
     return v;
 }
 
+/* nl row indices drawn uniformly from 0..m-1 (repeats, any order). */
+static int64_t *random_rows(int64_t nl, size_t m, uint64_t seed)
+{
+    int64_t *rows = imrt_calloc((size_t)nl, sizeof *rows);
+    assert_non_null(rows);
+    uint64_t s = seed;
+    for (int64_t i = 0; i < nl; i++)
+        rows[i] = (int64_t)(tdu_uniform(&s) * (double)m);
+    return rows;
+}
+
 static double dot(const double *a, const double *b, size_t n)
 {
     double s = 0.0;
@@ -327,10 +338,7 @@ static void test_packed_indices_bitwise_equal(void **state)
     make_program(&tp, D.nrows);
     double *x = random_vec(n, 0.0, 0.4, 9), *w = random_vec(m, -1.0, 1.0, 10);
     const int64_t nl = 200;
-    int64_t *rows = imrt_calloc((size_t)nl, sizeof *rows);
-    uint64_t s = 5;
-    for (int64_t i = 0; i < nl; i++)
-        rows[i] = (int64_t)(tdu_uniform(&s) * (double)m);
+    int64_t *rows = random_rows(nl, m, 5);
     imrt_spmv_kernels opt;
     imrt_spmv_kernels_optimised(&opt);
     double *d[2], *g[2], *gt[2], *gr[2];
@@ -446,10 +454,7 @@ static void test_pair_sections(void **state)
     make_program(&tp, D.nrows);
     double *x = random_vec(n, 0.0, 0.2, 11), *w = random_vec(m, -1.0, 1.0, 12);
     const int64_t nl = 300;
-    int64_t *rows = imrt_calloc((size_t)nl, sizeof *rows);
-    uint64_t s = 13;
-    for (int64_t i = 0; i < nl; i++)
-        rows[i] = (int64_t)(tdu_uniform(&s) * (double)m);
+    int64_t *rows = random_rows(nl, m, 13);
     imrt_spmv_kernels ref, opt;
     imrt_spmv_kernels_reference(&ref);
     imrt_spmv_kernels_optimised(&opt);
