@@ -3,8 +3,12 @@
  * the Newton solver's Hessian model over them (engine/rowset_impl.h): each
  * chunk of rows accumulates into its own vector, the chunk vectors are
  * summed in chunk order (bitwise reproducible for a fixed thread count).
+ * The products run on the dij kernels' row loops (engine/spmv_row_impl.h),
+ * pair sections included when every copied row has one.
  */
 #include "rowset_impl.h"
+
+#include "spmv_row_impl.h"
 
 #include "util_impl.h"
 
@@ -22,6 +26,7 @@ void imrt_rowset_destroy(imrt_rowset **sp)
     imrt_free(s->col16);
     imrt_free(s->col32);
     imrt_free(s->val);
+    imrt_free(s->lead);
     imrt_free(s->split);
     imrt_free(s->acc);
     imrt_free(s);
@@ -64,6 +69,19 @@ imrt_status imrt_rowset_create(const imrt_dij *D, const int64_t *rows, int64_t n
         else
             memcpy(s->col32 + s->ptr[i], D->col + k0, (size_t)len * sizeof *s->col32);
     }
+    if (D->nvirt > 0 && n > 0) { /* pair sections, when every copied row has one */
+        IMRT_ALLOC(s->lead, n);
+        for (int64_t i = 0; i < n && s->lead; i++) {
+            const int64_t lead =
+                imrt_spmv_row_lead(D->col, D->rowptr[rows[i]], D->rowptr[rows[i] + 1], D->ncols);
+            if (lead < 0) {
+                imrt_free(s->lead);
+                s->lead = NULL;
+            } else {
+                s->lead[i] = (uint16_t)lead;
+            }
+        }
+    }
     IMRT_ALLOC(s->split, s->threads + 1);
     for (int t = 1, i = 0; t < s->threads; t++) {
         const int64_t want = nnz * t / s->threads;
@@ -82,9 +100,10 @@ cleanup:
 }
 
 /* Chunk t: acc_t = sum over its rows of w_i (S_i v) S_i (square = 0) or
- * w_i S_ij^2 (square = 1). */
-static void chunk(imrt_rowset *s, int t, const double *restrict w, const double *restrict v,
-                  int square)
+ * w_i S_ij^2 (square = 1); `packed` (16-bit indices) is a constant of each
+ * caller. */
+SPMV_INLINE void chunk_rows(imrt_rowset *s, cols_t cl, int packed, int t,
+                            const double *restrict w, const double *restrict v, int square)
 {
     double *restrict a = s->acc + (size_t)t * s->stride;
     memset(a, 0, (size_t)s->ncols * sizeof *a);
@@ -95,41 +114,25 @@ static void chunk(imrt_rowset *s, int t, const double *restrict w, const double 
         if (wi == 0.0)
             continue;
         const int64_t k0 = ptr[i], k1 = ptr[i + 1];
-        if (s->col16) {
-            const uint16_t *restrict col = s->col16;
-            if (square) {
-                for (int64_t k = k0; k < k1; k++)
-                    a[col[k]] += wi * (double)val[k] * (double)val[k];
-                continue;
-            }
-            double d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
-            int64_t k = k0;
-            for (; k + 4 <= k1; k += 4) {
-                d0 += (double)val[k] * v[col[k]];
-                d1 += (double)val[k + 1] * v[col[k + 1]];
-                d2 += (double)val[k + 2] * v[col[k + 2]];
-                d3 += (double)val[k + 3] * v[col[k + 3]];
-            }
-            for (; k < k1; k++)
-                d0 += (double)val[k] * v[col[k]];
-            const double f = wi * ((d0 + d1) + (d2 + d3));
-            for (k = k0; k < k1; k++)
-                a[col[k]] += f * (double)val[k];
-        } else {
-            const int32_t *restrict col = s->col32;
-            if (square) {
-                for (int64_t k = k0; k < k1; k++)
-                    a[col[k]] += wi * (double)val[k] * (double)val[k];
-                continue;
-            }
-            double d0 = 0.0;
+        if (square) {
             for (int64_t k = k0; k < k1; k++)
-                d0 += (double)val[k] * v[col[k]];
-            const double f = wi * d0;
-            for (int64_t k = k0; k < k1; k++)
-                a[col[k]] += f * (double)val[k];
+                a[col_at(cl, packed, k)] += wi * (double)val[k] * (double)val[k];
+            continue;
         }
+        const int64_t km = row_pairs(cl, ptr, i);
+        const double f = wi * row_dot(val, cl, packed, v, k0, km, k1);
+        row_axpy(val, cl, packed, a, f, k0, km, k1);
     }
+}
+
+static void chunk(imrt_rowset *s, int t, const double *restrict w, const double *restrict v,
+                  int square)
+{
+    const cols_t cl = {s->col32, s->col16, s->lead};
+    if (s->col16)
+        chunk_rows(s, cl, 1, t, w, v, square);
+    else
+        chunk_rows(s, cl, 0, t, w, v, square);
 }
 
 static void product(imrt_rowset *s, const double *w, const double *v, double *out, int square)

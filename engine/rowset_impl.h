@@ -22,6 +22,8 @@ typedef struct {
     uint16_t *col16; /* nnz column indices when ncols <= 65536, else NULL */
     int32_t *col32;  /* nnz column indices otherwise, else NULL */
     float *val;      /* nnz values */
+    uint16_t *lead;  /* nrows: entries before each row's pair section (dij with scatter
+                        maps, every row checked by imrt_spmv_row_lead), or NULL */
     int threads;     /* chunks (fixed: results are reproducible per thread count) */
     int64_t *split;  /* threads + 1 row offsets, balanced by non-zeros */
     size_t stride;   /* doubles per chunk accumulator (ncols rounded up to 8) */

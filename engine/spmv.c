@@ -4,6 +4,7 @@
  * private accumulators), the CSR check and the checked dose product.
  */
 #include "spmv_impl.h"
+#include "spmv_row_impl.h"
 
 #include "util_impl.h"
 
@@ -61,20 +62,9 @@ static imrt_status pair_table(imrt_spmv_ws *ws, const imrt_dij *D)
     int ok = 1;
 #pragma omp parallel for num_threads(ws->threads) schedule(static) reduction(&& : ok)
     for (int64_t r = 0; r < D->nrows; r++) {
-        const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
-        int64_t lo = k0, hi = k1; /* first entry with a map column (sorted rows) */
-        while (lo < hi) {
-            const int64_t mid = lo + (hi - lo) / 2;
-            if (col[mid] < ncols)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        int row_ok = lo - k0 <= UINT16_MAX && (k1 - lo) % 2 == 0;
-        for (int64_t k = lo; row_ok && k < k1; k += 2)
-            row_ok = (int64_t)col[k + 1] == (int64_t)col[k] + 1;
-        lead[r] = row_ok ? (uint16_t)(lo - k0) : 0;
-        ok = ok && row_ok;
+        const int64_t lead_r = imrt_spmv_row_lead(col, rowptr[r], rowptr[r + 1], ncols);
+        lead[r] = lead_r >= 0 ? (uint16_t)lead_r : 0;
+        ok = ok && lead_r >= 0;
     }
     if (ok) {
         ws->lead = lead;

@@ -3,14 +3,15 @@
  * reference, the adjoint identity <D x, w> = <x, D^T w>, the fused pass
  * against the two-pass form built from the reference kernels, bitwise
  * determinism for a fixed thread count, agreement across thread counts,
- * the pair sections of a dij with scatter maps, the CSR check and the
- * workspace's allocation failures.
+ * the pair sections of a dij with scatter maps, the Newton solver's row
+ * subsets, the CSR check and the workspace's allocation failures.
  */
 #include "imrt/context.h"
 #include "imrt/spmv.h"
 #include "imrt/status.h"
 
-#include "spmv_impl.h" /* the workspace layout, to check the row split */
+#include "rowset_impl.h" /* the Newton solver's row subsets */
+#include "spmv_impl.h"   /* the workspace layout, to check the row split */
 #include "test_dij_util.h"
 #include "test_util.h"
 
@@ -572,6 +573,68 @@ static void test_pair_sections(void **state)
     tdu_free(&D);
 }
 
+/* The Newton solver's row subsets (engine/rowset.c) run on the same row
+ * loops: S^T diag(w) S v and sum_i w_i S_ij^2 against the reference
+ * kernels over the whole dij with w zero outside the subset, with and
+ * without pair sections, 16-bit (narrow) and 32-bit (wide) indices, at
+ * 1, 2 and 3 threads. */
+static void test_rowset_products(void **state)
+{
+    (void)state;
+    imrt_spmv_kernels ref;
+    imrt_spmv_kernels_reference(&ref);
+    for (int shape = 0; shape < 4; shape++) {
+        imrt_dij D;
+        if (shape == 0)
+            make_dij(&D, 1800, 90, 101); /* no map columns */
+        else if (shape == 3)
+            make_paired_dij(&D, 40, 70, 65600, 0.3, 0.0005, 104); /* wider than 16 bits */
+        else
+            make_paired_dij(&D, 1800, 70, 260, 0.2, 0.06, 102);
+        const size_t m = (size_t)D.nrows, n = (size_t)imrt_dij_width(&D);
+        if (shape == 2) { /* one copied row breaks its pairs: the subset gets no table */
+            int64_t r = 0; /* a copied row (every third) that ends in a pair */
+            while (D.rowptr[r + 1] - D.rowptr[r] < 2 || D.col[D.rowptr[r + 1] - 1] < D.ncols ||
+                   D.col[D.rowptr[r + 1] - 1] + 1 >= (int32_t)n)
+                r += 3;
+            D.col[D.rowptr[r + 1] - 1] += 1;
+        }
+        /* every third row, and row weights with zeros */
+        const int64_t nset = (int64_t)(m + 2) / 3;
+        int64_t *rows = imrt_calloc((size_t)nset, sizeof *rows);
+        double *ws = random_vec((size_t)nset, -1.0, 2.0, 105), *wfull = imrt_calloc(m, sizeof(double));
+        for (int64_t i = 0; i < nset; i++) {
+            rows[i] = 3 * i;
+            if (i % 7 == 3)
+                ws[i] = 0.0;
+        }
+        double *v = random_vec(n, -1.0, 1.0, 106), *d = imrt_calloc(m, sizeof(double));
+        double *want = imrt_calloc(n, sizeof(double)), *wdiag = imrt_calloc(n, sizeof(double));
+        ref.matvec(&D, v, d, NULL);
+        for (int64_t i = 0; i < nset; i++) {
+            wfull[rows[i]] = ws[i] * d[rows[i]];
+            for (int64_t k = D.rowptr[rows[i]]; k < D.rowptr[rows[i] + 1]; k++)
+                wdiag[D.col[k]] += ws[i] * (double)D.val[k] * (double)D.val[k];
+        }
+        ref.rmatvec(&D, wfull, want, NULL);
+        double *got = imrt_calloc(n, sizeof(double));
+        for (int T = 1; T <= 3; T++) {
+            imrt_rowset *S = NULL;
+            assert_ok(imrt_rowset_create(&D, rows, nset, T, &S));
+            assert_true((S->lead != NULL) == (shape == 1 || shape == 3));
+            assert_true((S->col16 != NULL) == (shape != 3));
+            imrt_rowset_wtw(S, ws, v, got);
+            assert_true(rel_diff(got, want, n) < KERNEL_TOL);
+            imrt_rowset_diag(S, ws, got);
+            assert_true(rel_diff(got, wdiag, n) < KERNEL_TOL);
+            imrt_rowset_destroy(&S);
+        }
+        imrt_free(rows), imrt_free(ws), imrt_free(wfull), imrt_free(v), imrt_free(d);
+        imrt_free(want), imrt_free(wdiag), imrt_free(got);
+        tdu_free(&D);
+    }
+}
+
 static void test_split_balances_nonzeros(void **state)
 {
     (void)state;
@@ -718,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_determinism_and_thread_counts),
         cmocka_unit_test(test_packed_indices_bitwise_equal),
         cmocka_unit_test(test_pair_sections),
+        cmocka_unit_test(test_rowset_products),
         cmocka_unit_test(test_split_balances_nonzeros),
         cmocka_unit_test(test_dose_entry_point_and_kernel_choice),
         cmocka_unit_test(test_check_rejects_bad_csr),
