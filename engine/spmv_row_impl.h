@@ -181,22 +181,28 @@ SPMV_INLINE double row_dot(const float *restrict val, cols_t cl, int packed,
     return hsum4(&a);
 }
 
-/* acc[col[k]] += a * val[k] over the leading entries [k, km); columns
- * within a row are distinct, so the updates are independent of each other. */
+/* acc[c0..c3] += av * val[k..k+3], one entry at a time; columns within a
+ * row are distinct, so the updates are independent of each other. */
+static inline void axpy4(double *restrict acc, const float *restrict val, int64_t k, __m128d av,
+                         uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3)
+{
+    const __m128 v = _mm_loadu_ps(val + k);
+    const __m128d q0 = _mm_mul_pd(av, _mm_cvtps_pd(v));
+    const __m128d q1 = _mm_mul_pd(av, _mm_cvtps_pd(_mm_movehl_ps(v, v)));
+    double *a0 = acc + c0, *a1 = acc + c1, *a2 = acc + c2, *a3 = acc + c3;
+    _mm_store_sd(a0, _mm_add_sd(_mm_load_sd(a0), q0));
+    _mm_store_sd(a1, _mm_add_sd(_mm_load_sd(a1), _mm_unpackhi_pd(q0, q0)));
+    _mm_store_sd(a2, _mm_add_sd(_mm_load_sd(a2), q1));
+    _mm_store_sd(a3, _mm_add_sd(_mm_load_sd(a3), _mm_unpackhi_pd(q1, q1)));
+}
+
+/* acc[col[k]] += a * val[k] over the leading entries [k, km). */
 static inline void lead_axpy32(const float *restrict val, const int32_t *restrict col,
                                double *restrict acc, __m128d av, int64_t k, int64_t km)
 {
     for (; k + 4 <= km; k += 4) {
         const uint64_t p0 = col_pair(col, k), p1 = col_pair(col, k + 2);
-        const __m128 v = _mm_loadu_ps(val + k);
-        const __m128d q0 = _mm_mul_pd(av, _mm_cvtps_pd(v));
-        const __m128d q1 = _mm_mul_pd(av, _mm_cvtps_pd(_mm_movehl_ps(v, v)));
-        double *a0 = acc + PAIR_LO(p0), *a1 = acc + PAIR_HI(p0);
-        double *a2 = acc + PAIR_LO(p1), *a3 = acc + PAIR_HI(p1);
-        _mm_store_sd(a0, _mm_add_sd(_mm_load_sd(a0), q0));
-        _mm_store_sd(a1, _mm_add_sd(_mm_load_sd(a1), _mm_unpackhi_pd(q0, q0)));
-        _mm_store_sd(a2, _mm_add_sd(_mm_load_sd(a2), q1));
-        _mm_store_sd(a3, _mm_add_sd(_mm_load_sd(a3), _mm_unpackhi_pd(q1, q1)));
+        axpy4(acc, val, k, av, PAIR_LO(p0), PAIR_HI(p0), PAIR_LO(p1), PAIR_HI(p1));
     }
     for (; k < km; k++)
         acc[col[k]] += _mm_cvtsd_f64(av) * (double)val[k];
@@ -208,15 +214,7 @@ static inline void lead_axpy16(const float *restrict val, const uint16_t *restri
 {
     for (; k + 4 <= km; k += 4) {
         const uint64_t p = col_quad(col, k);
-        const __m128 v = _mm_loadu_ps(val + k);
-        const __m128d q0 = _mm_mul_pd(av, _mm_cvtps_pd(v));
-        const __m128d q1 = _mm_mul_pd(av, _mm_cvtps_pd(_mm_movehl_ps(v, v)));
-        double *a0 = acc + QUAD(p, 0), *a1 = acc + QUAD(p, 1);
-        double *a2 = acc + QUAD(p, 2), *a3 = acc + QUAD(p, 3);
-        _mm_store_sd(a0, _mm_add_sd(_mm_load_sd(a0), q0));
-        _mm_store_sd(a1, _mm_add_sd(_mm_load_sd(a1), _mm_unpackhi_pd(q0, q0)));
-        _mm_store_sd(a2, _mm_add_sd(_mm_load_sd(a2), q1));
-        _mm_store_sd(a3, _mm_add_sd(_mm_load_sd(a3), _mm_unpackhi_pd(q1, q1)));
+        axpy4(acc, val, k, av, QUAD(p, 0), QUAD(p, 1), QUAD(p, 2), QUAD(p, 3));
     }
     for (; k < km; k++)
         acc[col[k]] += _mm_cvtsd_f64(av) * (double)val[k];
