@@ -20,13 +20,14 @@
  * doses and every accumulation are double.
  *
  * Determinism: the optimised kernels split the rows into chunks of about
- * equal non-zero count (one chunk for one thread, eight per thread
- * otherwise), fixed when the workspace is created; the team takes the
- * chunks in turn (so a thread paused by the OS costs one chunk, not half
- * the pass); each chunk accumulates D^T products into its own private
- * vector and the chunk vectors are summed in chunk order. Results are
- * therefore bitwise reproducible for a fixed thread count (whatever the
- * OpenMP scheduler does) and agree across thread counts to rounding. D·x is computed row by
+ * equal non-zero count (one chunk for one thread, one to eight per thread
+ * otherwise: fewer for a wide dij, see engine/spmv_impl.h), fixed when the
+ * workspace is created; the team takes the chunks in turn (so a thread
+ * paused by the OS costs one chunk, not half the pass); each chunk
+ * accumulates D^T products into its own private vector and the chunk
+ * vectors are summed in chunk order. Results are therefore bitwise
+ * reproducible for a fixed thread count (whatever the OpenMP scheduler
+ * does) and agree across thread counts to rounding. D·x is computed row by
  * row with the same summation order whatever the thread count.
  *
  * Ownership and aliasing: kernels never allocate and never keep pointers;
@@ -86,7 +87,8 @@ typedef struct {
 
 /* Opaque: thread count, the row split into chunks, and one private
  * accumulator block (nchannels x ncols doubles, cache-line padded) per
- * chunk (8 chunks per thread when threads > 1). */
+ * chunk (1 to 8 chunks per thread when threads > 1), and the pair table
+ * of a dij with scatter maps. */
 typedef struct imrt_spmv_ws imrt_spmv_ws;
 
 /* Create a workspace for dij D for `threads` threads (>= 1) and
