@@ -1,6 +1,7 @@
 /*
  * engine/dij_impl.h - private dij entry points (never installed): the build
- * with memory already held by the caller counted against the budget.
+ * with memory already held by the caller counted against the budget, and
+ * the lateral cut-off as a dij holds it.
  */
 #ifndef IMRT_DIJ_IMPL_H
 #define IMRT_DIJ_IMPL_H
@@ -18,6 +19,12 @@
 static inline double imrt_dij_cutoff_held(double mm)
 {
     return mm > 0.0 ? round(mm * 1000.0) / 1000.0 : 0.0;
+}
+
+/* The lateral cut-off dij d was computed with (mm; 0 = none or no maps). */
+static inline double imrt_dij_cutoff(const imrt_dij *d)
+{
+    return d->nvirt > 0 && d->smap ? d->smap[0].cutoff : 0.0;
 }
 
 /* imrt_dij_build, refused with IMRT_ERR_BUDGET (before allocating) when

@@ -229,7 +229,7 @@ imrt_status imrt_dij_save(const imrt_dij *d, const char *path)
     IMRT_TRY(imrt_dij_validate(d));
     /* the oldest version that holds the dij, so older readers keep working:
      * 1 without scatter maps, 2 with maps without a lateral cut-off */
-    const double cut_mm = d->nvirt > 0 && d->smap ? d->smap[0].cutoff : 0.0;
+    const double cut_mm = imrt_dij_cutoff(d);
     const int version = d->nvirt <= 0 ? 1 : cut_mm > 0.0 ? IMRT_DIJ_FORMAT_VERSION : 2;
     if (version == 3 && !(cut_mm <= IMRT_DIJ_CUTOFF_MAX_UM / 1000.0 &&
                           cut_mm == imrt_dij_cutoff_held(cut_mm)))

@@ -11,6 +11,7 @@
 
 #include "imrt/spmv.h"
 #include "rowset_impl.h"
+#include "spmv_impl.h"
 #include "util_impl.h"
 
 #include <float.h>
@@ -1246,7 +1247,8 @@ static imrt_status build_hessian_rows(imrt_objectives *s, int stride)
     for (int64_t r = 0; r < nrows; r++)
         if (keep[r])
             rows[map[r]] = r;
-    IMRT_TRY(imrt_rowset_create(D, rows, nset, s->threads, &s->hset));
+    IMRT_TRY(imrt_rowset_create(D, rows, nset, imrt_spmv_ws_lead(s->ws, D), s->threads,
+                                &s->hset));
     IMRT_ALLOC(s->hwc, nset > 0 ? nset : 1);
     IMRT_ALLOC(s->hpair_c, npairs > 0 ? npairs : 1);
     IMRT_ALLOC(s->hpair_i, npairs > 0 ? npairs : 1);

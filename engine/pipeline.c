@@ -263,7 +263,7 @@ imrt_status imrt_run_set_dij(imrt_run *run, imrt_dij **dij)
                           d->nbeams, d->ncols, imrt_beamset_nbeams(run->beams),
                           imrt_beamset_nbeamlets(run->beams));
     /* the dose model */
-    const double dcut = d->nvirt > 0 && d->smap ? d->smap[0].cutoff : 0.0;
+    const double dcut = imrt_dij_cutoff(d);
     const double pcut = imrt_dij_cutoff_held(run->plan->lateral_cutoff_mm);
     if (dcut != pcut) {
         char a[64] = "no lateral cut-off", b[64] = "none";
@@ -479,7 +479,7 @@ imrt_status imrt_run_metrics_json(const imrt_run *run, json_t **out)
         (int)d->nvirt, "nnz", (json_int_t)nnz,
         "bytes", (json_int_t)imrt_dij_bytes(d->nrows, d->ncols, nnz, d->nbeams), "beams",
         d->nbeams, "beamlet_mm", d->beamlet_mm, "lateral_cutoff_mm",
-        d->nvirt > 0 && d->smap ? d->smap[0].cutoff : 0.0);
+        imrt_dij_cutoff(d));
     if (!root)
         IMRT_FAIL(IMRT_ERR_NOMEM, "cannot build metrics.json");
     IMRT_TRY(imrt_compare_metrics_json(run->imrt.metrics, run->crt.metrics, &plans));

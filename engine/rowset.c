@@ -4,7 +4,7 @@
  * chunk of rows accumulates into its own vector, the chunk vectors are
  * summed in chunk order (bitwise reproducible for a fixed thread count).
  * The products run on the dij kernels' row loops (engine/spmv_row_impl.h),
- * pair sections included when every copied row has one.
+ * with the dij's pair sections when the caller passes its pair table.
  */
 #include "rowset_impl.h"
 
@@ -33,8 +33,8 @@ void imrt_rowset_destroy(imrt_rowset **sp)
     *sp = NULL;
 }
 
-imrt_status imrt_rowset_create(const imrt_dij *D, const int64_t *rows, int64_t n, int threads,
-                               imrt_rowset **out)
+imrt_status imrt_rowset_create(const imrt_dij *D, const int64_t *rows, int64_t n,
+                               const uint16_t *lead, int threads, imrt_rowset **out)
 {
     imrt_status status = IMRT_OK;
     imrt_rowset *s = NULL;
@@ -69,18 +69,10 @@ imrt_status imrt_rowset_create(const imrt_dij *D, const int64_t *rows, int64_t n
         else
             memcpy(s->col32 + s->ptr[i], D->col + k0, (size_t)len * sizeof *s->col32);
     }
-    if (D->nvirt > 0 && n > 0) { /* pair sections, when every copied row has one */
+    if (lead && n > 0) {
         IMRT_ALLOC(s->lead, n);
-        for (int64_t i = 0; i < n && s->lead; i++) {
-            const int64_t lead =
-                imrt_spmv_row_lead(D->col, D->rowptr[rows[i]], D->rowptr[rows[i] + 1], D->ncols);
-            if (lead < 0) {
-                imrt_free(s->lead);
-                s->lead = NULL;
-            } else {
-                s->lead[i] = (uint16_t)lead;
-            }
-        }
+        for (int64_t i = 0; i < n; i++)
+            s->lead[i] = lead[rows[i]];
     }
     IMRT_ALLOC(s->split, s->threads + 1);
     for (int t = 1, i = 0; t < s->threads; t++) {

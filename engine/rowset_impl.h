@@ -22,18 +22,20 @@ typedef struct {
     uint16_t *col16; /* nnz column indices when ncols <= 65536, else NULL */
     int32_t *col32;  /* nnz column indices otherwise, else NULL */
     float *val;      /* nnz values */
-    uint16_t *lead;  /* nrows: entries before each row's pair section (dij with scatter
-                        maps, every row checked by imrt_spmv_row_lead), or NULL */
+    uint16_t *lead;  /* nrows: entries before each row's pair section (copied from the
+                        dij's pair table), or NULL */
     int threads;     /* chunks (fixed: results are reproducible per thread count) */
     int64_t *split;  /* threads + 1 row offsets, balanced by non-zeros */
     size_t stride;   /* doubles per chunk accumulator (ncols rounded up to 8) */
     double *acc;     /* threads * stride */
 } imrt_rowset;
 
-/* Copy rows[0..n-1] (increasing dij row indices) of D. Errors: IMRT_ERR_ARG,
- * IMRT_ERR_NOMEM. */
-imrt_status imrt_rowset_create(const imrt_dij *D, const int64_t *rows, int64_t n, int threads,
-                               imrt_rowset **out);
+/* Copy rows[0..n-1] (increasing dij row indices) of D. lead: the pair table
+ * of D (a spmv workspace's, imrt_spmv_ws_lead: one entry per dij row), or
+ * NULL; the copy keeps its entries for the copied rows. Errors:
+ * IMRT_ERR_ARG, IMRT_ERR_NOMEM. */
+imrt_status imrt_rowset_create(const imrt_dij *D, const int64_t *rows, int64_t n,
+                               const uint16_t *lead, int threads, imrt_rowset **out);
 
 /* Free; accepts NULL, clears *s. */
 void imrt_rowset_destroy(imrt_rowset **s);

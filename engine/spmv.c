@@ -4,7 +4,6 @@
  * private accumulators), the CSR check and the checked dose product.
  */
 #include "spmv_impl.h"
-#include "spmv_row_impl.h"
 
 #include "util_impl.h"
 
@@ -44,6 +43,29 @@ void imrt_spmv_kernels_select(imrt_spmv_kernels *k, const imrt_context *ctx)
         imrt_spmv_kernels_optimised(k);
 }
 
+/* Entries of col[k0..k1) (a row, columns increasing) before its pair
+ * section: the first entry with a column >= ncols (a map column) starts
+ * it, and from there every two entries must be adjacent columns. Returns
+ * that count, or -1 when the row has no such section (a lone map entry,
+ * map entries not adjacent) or more than 65535 entries precede it. */
+static int64_t row_lead(const int32_t *restrict col, int64_t k0, int64_t k1, int32_t ncols)
+{
+    int64_t lo = k0, hi = k1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (col[mid] < ncols)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo - k0 > UINT16_MAX || (k1 - lo) % 2 != 0)
+        return -1;
+    for (int64_t k = lo; k < k1; k += 2)
+        if ((int64_t)col[k + 1] != (int64_t)col[k] + 1)
+            return -1;
+    return lo - k0;
+}
+
 /* The pair table of D (spmv_impl.h) in ws->lead, or none: every row's
  * entries from its first scatter-map column on must be pairs of adjacent
  * columns (as the dij build stores a voxel's map nodes p, p + 1), and the
@@ -62,7 +84,7 @@ static imrt_status pair_table(imrt_spmv_ws *ws, const imrt_dij *D)
     int ok = 1;
 #pragma omp parallel for num_threads(ws->threads) schedule(static) reduction(&& : ok)
     for (int64_t r = 0; r < D->nrows; r++) {
-        const int64_t lead_r = imrt_spmv_row_lead(col, rowptr[r], rowptr[r + 1], ncols);
+        const int64_t lead_r = row_lead(col, rowptr[r], rowptr[r + 1], ncols);
         lead[r] = lead_r >= 0 ? (uint16_t)lead_r : 0;
         ok = ok && lead_r >= 0;
     }

@@ -65,7 +65,8 @@ SPMV_INLINE void matvec_body(const imrt_dij *D, cols_t cl, int packed,
     if (D->nnz >= SPMV_OMP_MIN_NNZ)
     for (int c = 0; c < nc; c++)
         for (int64_t r = ws->split[c]; r < ws->split[c + 1]; r++)
-            d[r] = row_dot(val, cl, packed, x, rowptr[r], row_pairs(cl, rowptr, r), rowptr[r + 1]);
+            d[r] = row_dot(val, cl, packed, x, rowptr[r], row_pairs(cl, rowptr, r),
+                           rowptr[r + 1]);
 }
 
 void imrt_spmv_csr_matvec_omp(const imrt_dij *D, const double *restrict x, double *restrict d,
@@ -190,7 +191,8 @@ SPMV_INLINE void fused_chunk(const imrt_dij *D, cols_t cl, int packed, const dou
         for (int64_t i = 0; i < re - rb; i++) {
             const int64_t r = rb + i, q = pb + i;
             if (rc[r])
-                d[r] = row_dot(val, cl, packed, x, rowptr[r], row_pairs(cl, rowptr, r), rowptr[r + 1]);
+                d[r] = row_dot(val, cl, packed, x, rowptr[r], row_pairs(cl, rowptr, r),
+                               rowptr[r + 1]);
             if (q < pe && rc[q])
                 scatter_row(D, cl, packed, p, rc[q], d[q], q, acc, stride);
         }

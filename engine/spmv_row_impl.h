@@ -9,41 +9,18 @@
  *
  * Rows of a dij with scatter maps end in map entries that come in pairs of
  * adjacent columns (nodes p and p + 1 of one map row, dij.h). Where the
- * caller has checked that a row does so (imrt_spmv_row_lead: the entries
- * before the pairs), the kernels read each pair's two weights with one
- * 16-byte load and update the accumulator with one 16-byte
- * load/add/store: half the gathers and index reads on 55 % of the TG-119
- * dij's entries, the same product per entry and an order fixed by the row.
+ * caller has a pair table (a spmv workspace's, imrt_spmv_ws_create: the
+ * entries of each row before its pairs), the kernels read each pair's two
+ * weights with one 16-byte load and update the accumulator with one
+ * 16-byte load/add/store: half the gathers and index reads on 55 % of the
+ * TG-119 dij's entries, the same product per entry and an order fixed by
+ * the row.
  */
 #ifndef IMRT_SPMV_ROW_IMPL_H
 #define IMRT_SPMV_ROW_IMPL_H
 
 #include <stdint.h>
 #include <string.h>
-
-/* Entries of col[k0..k1) (a row, columns increasing) before its pair
- * section: the first entry with a column >= ncols (a map column) starts
- * it, and from there every two entries must be adjacent columns. Returns
- * that count, or -1 when the row has no such section (a lone map entry,
- * map entries not adjacent) or more than 65535 entries precede it. */
-static inline int64_t imrt_spmv_row_lead(const int32_t *restrict col, int64_t k0, int64_t k1,
-                                         int32_t ncols)
-{
-    int64_t lo = k0, hi = k1;
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (col[mid] < ncols)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo - k0 > UINT16_MAX || (k1 - lo) % 2 != 0)
-        return -1;
-    for (int64_t k = lo; k < k1; k += 2)
-        if ((int64_t)col[k + 1] != (int64_t)col[k] + 1)
-            return -1;
-    return lo - k0;
-}
 
 #if defined(__GNUC__)
 #define SPMV_INLINE static inline __attribute__((always_inline))

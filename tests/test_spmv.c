@@ -576,7 +576,7 @@ static void test_pair_sections(void **state)
 /* The Newton solver's row subsets (engine/rowset.c) run on the same row
  * loops: S^T diag(w) S v and sum_i w_i S_ij^2 against the reference
  * kernels over the whole dij with w zero outside the subset, with and
- * without pair sections, 16-bit (narrow) and 32-bit (wide) indices, at
+ * without the dij's pair table, 16-bit (narrow) and 32-bit (wide) indices, at
  * 1, 2 and 3 threads. */
 static void test_rowset_products(void **state)
 {
@@ -592,7 +592,8 @@ static void test_rowset_products(void **state)
         else
             make_paired_dij(&D, 1800, 70, 260, 0.2, 0.06, 102);
         const size_t m = (size_t)D.nrows, n = (size_t)imrt_dij_width(&D);
-        if (shape == 2) { /* one copied row breaks its pairs: the subset gets no table */
+        if (shape == 2) { /* one copied row breaks its pairs: the dij, so the subset, has no
+                             table */
             int64_t r = 0; /* a copied row (every third) that ends in a pair */
             while (D.rowptr[r + 1] - D.rowptr[r] < 2 || D.col[D.rowptr[r + 1] - 1] < D.ncols ||
                    D.col[D.rowptr[r + 1] - 1] + 1 >= (int32_t)n)
@@ -602,7 +603,8 @@ static void test_rowset_products(void **state)
         /* every third row, and row weights with zeros */
         const int64_t nset = (int64_t)(m + 2) / 3;
         int64_t *rows = imrt_calloc((size_t)nset, sizeof *rows);
-        double *ws = random_vec((size_t)nset, -1.0, 2.0, 105), *wfull = imrt_calloc(m, sizeof(double));
+        double *ws = random_vec((size_t)nset, -1.0, 2.0, 105);
+        double *wfull = imrt_calloc(m, sizeof(double));
         for (int64_t i = 0; i < nset; i++) {
             rows[i] = 3 * i;
             if (i % 7 == 3)
@@ -619,8 +621,11 @@ static void test_rowset_products(void **state)
         ref.rmatvec(&D, wfull, want, NULL);
         double *got = imrt_calloc(n, sizeof(double));
         for (int T = 1; T <= 3; T++) {
+            imrt_spmv_ws *wsp = NULL; /* the dij's pair table, as the objective set passes it */
+            assert_ok(imrt_spmv_ws_create(&D, T, 1, NULL, &wsp));
             imrt_rowset *S = NULL;
-            assert_ok(imrt_rowset_create(&D, rows, nset, T, &S));
+            assert_ok(imrt_rowset_create(&D, rows, nset, imrt_spmv_ws_lead(wsp, &D), T, &S));
+            imrt_spmv_ws_destroy(&wsp);
             assert_true((S->lead != NULL) == (shape == 1 || shape == 3));
             assert_true((S->col16 != NULL) == (shape != 3));
             imrt_rowset_wtw(S, ws, v, got);
